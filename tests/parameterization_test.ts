@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import {
+  cIn,
+  cNoiseFourier,
+  cNoisePositional,
+  consistencyFunction,
+  cOut,
+  cSkip,
+  scalings,
+} from "../lib/parameterization.ts";
+import { karrasSigmas } from "../lib/schedules.ts";
+import { assertClose } from "../lib/testing.ts";
+import { REF } from "./reference.ts";
+
+await tf.setBackend("cpu");
+const sigmas: number[] = REF.param_sigmas;
+
+Deno.test("c_skip, c_out, c_in, c_noise match numpy", async () => {
+  const tol = { atol: 0, rtol: 1e-14 };
+  await assertClose(sigmas.map((s) => cSkip(s)), REF.c_skip, { ...tol, message: "cSkip" });
+  await assertClose(sigmas.map((s) => cOut(s)), REF.c_out, { atol: 1e-300, rtol: 1e-14, message: "cOut" });
+  await assertClose(sigmas.map((s) => cIn(s)), REF.c_in, { ...tol, message: "cIn" });
+  await assertClose(sigmas.map(cNoiseFourier), REF.c_noise_fourier, { ...tol, message: "cNoiseFourier" });
+  await assertClose(sigmas.map(cNoisePositional), REF.c_noise_positional, { ...tol, message: "positional" });
+  assert.ok(Number.isFinite(cNoisePositional(0)), "σ + 1e-44 keeps ln finite at σ = 0");
+});
+
+Deno.test("boundary condition: c_skip(σ_min) = 1 and c_out(σ_min) = 0 exactly, also on the grid's σ_1", () => {
+  assert.equal(cSkip(0.002), 1);
+  assert.equal(cOut(0.002), 0);
+  const s1 = karrasSigmas(1281)[0];
+  assert.equal(cSkip(s1), 1);
+  assert.equal(cOut(s1), 0);
+  // Other σ_data / σ_min are honoured:
+  assert.equal(cSkip(0.01, 1, 0.01), 1);
+  assert.equal(cOut(0.01, 1, 0.01), 0);
+  assert.ok(Math.abs(cSkip(1, 1, 0) - 0.5) < 1e-15);
+});
+
+Deno.test("c_skip² + c_out²·(…) limits: c_skip → 0 and c_out → σ_data at large σ", () => {
+  assert.ok(cSkip(1e6) < 1e-12);
+  assert.ok(Math.abs(cOut(1e6) - 0.5) < 1e-6);
+});
+
+Deno.test("scalings: per-sample tensors shaped to broadcast, float32 of the float64 formulas", async () => {
+  const b = new Float64Array([0.002, 0.5, 80]);
+  const c = scalings(b);
+  assert.deepEqual(c.cSkip.shape, [3, 1, 1, 1]);
+  assert.deepEqual(c.cNoise.shape, [3]);
+  await assertClose(c.cSkip, [...b].map((s) => cSkip(s)), { atol: 0, rtol: 1e-7 });
+  await assertClose(c.cOut, [...b].map((s) => cOut(s)), { atol: 0, rtol: 1e-7 });
+  await assertClose(c.cIn, [...b].map((s) => cIn(s)), { atol: 0, rtol: 1e-7 });
+  await assertClose(c.cNoise, [...b].map(cNoiseFourier), { atol: 0, rtol: 1e-7 });
+  const p = scalings(b, { embedding: "positional", sampleRank: 2 });
+  assert.deepEqual(p.cOut.shape, [3, 1]);
+  await assertClose(p.cNoise, [...b].map(cNoisePositional), { atol: 0, rtol: 1e-7 });
+});
+
+Deno.test("consistencyFunction (Eq. 2): hand value, and f(x, σ_min) = x exactly for any network", async () => {
+  const x = tf.tensor4d([0.3, -0.7, 1.1, 0.05], [2, 1, 1, 2]);
+  const net = (h: tf.Tensor, cNoise: tf.Tensor1D) => tf.add(tf.mul(h, 3), cNoise.reshape([-1, 1, 1, 1]));
+  const out = consistencyFunction(net, x, new Float64Array([0.002, 1.0]));
+  const s = 1.0;
+  const xs = [1.1, 0.05];
+  const expectedSecond = xs.map((v) => cSkip(s) * v + cOut(s) * (3 * cIn(s) * v + cNoiseFourier(s)));
+  await assertClose(out, [0.3, -0.7, ...expectedSecond], { atol: 1e-6, rtol: 1e-6 });
+  const first = await out.slice([0], [1]).data();
+  assert.deepEqual([...first], [...await x.slice([0], [1]).data()], "bit-exact at σ_min");
+  assert.throws(() => consistencyFunction(net, x, new Float64Array([1])), /2 samples but 1 noise levels/);
+});
