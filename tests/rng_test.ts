@@ -28,3 +28,12 @@ Deno.test("Rng.normal: mean 0, variance 1", () => {
   assert.ok(Math.abs(s / n) < 0.02, `mean ${s / n}`);
   assert.ok(Math.abs(s2 / n - 1) < 0.03, `variance ${s2 / n}`);
 });
+
+Deno.test("Rng.seeded: small seeds give well-spread first values (pure-rand's raw seeding does not)", () => {
+  const firsts = Array.from({ length: 64 }, (_, seed) => Rng.seeded(seed).uniform());
+  const mean = firsts.reduce((a, b) => a + b, 0) / firsts.length;
+  assert.ok(Math.abs(mean - 0.5) < 0.15, `mean of first values ${mean}`);
+  assert.ok(firsts.filter((u) => u > 0.99).length <= 3, "first values pile up near 1");
+  const firstNormals = Array.from({ length: 64 }, (_, seed) => Math.abs(Rng.seeded(seed).normal()));
+  assert.ok(Math.max(...firstNormals) < 4, `a first normal of ${Math.max(...firstNormals)}σ`);
+});

@@ -1,0 +1,112 @@
+// The probability-flow ODE (Eq. 1) solved exactly enough to serve as ground truth on toy data:
+//   dx/dσ = −σ ∇_x log p_σ(x),   p_σ = p_data * N(0, σ² I).
+// For data drawn from a mixture of Gaussians (widths ≥ 0; width 0 = a point mass) the score of p_σ is
+// closed-form, so the true consistency function f*(x, σ) = x_{σ_min} is an ODE solve away.
+// Points are float64 on the host, row-major [n, dim].
+import { SIGMA_MIN } from "./schedules.ts";
+import type { Sigma } from "./types.ts";
+
+/** A Gaussian mixture p_data = Σ_k w_k N(mean_k, std_k² I) in `dim` dimensions. */
+export interface GaussianMixture {
+  dim: number;
+  means: number[][];
+  stds: number[];
+  weights: number[];
+}
+
+/** Points in R^dim, row-major: point p is values[p·dim … p·dim + dim − 1]. */
+export type Points = Float64Array;
+
+/** ∇_x log p_σ(x) for the mixture: Σ_k r_k(x)·(mean_k − x)/(σ² + std_k²), r_k the posterior of component k. */
+export function mixtureScore(mix: GaussianMixture, x: Points, sigma: Sigma): Points {
+  const { dim, means, stds, weights } = mix;
+  const n = x.length / dim;
+  const out = new Float64Array(x.length);
+  const logR = new Float64Array(means.length);
+  for (let p = 0; p < n; p++) {
+    let maxLog = -Infinity;
+    for (let k = 0; k < means.length; k++) {
+      const v = sigma * sigma + stds[k] * stds[k];
+      let sq = 0;
+      for (let d = 0; d < dim; d++) sq += (x[p * dim + d] - means[k][d]) ** 2;
+      logR[k] = Math.log(weights[k]) - (0.5 * dim) * Math.log(v) - sq / (2 * v);
+      maxLog = Math.max(maxLog, logR[k]);
+    }
+    let total = 0;
+    for (let k = 0; k < means.length; k++) total += logR[k] = Math.exp(logR[k] - maxLog);
+    for (let k = 0; k < means.length; k++) {
+      const r = logR[k] / total;
+      const v = sigma * sigma + stds[k] * stds[k];
+      for (let d = 0; d < dim; d++) out[p * dim + d] += (r * (means[k][d] - x[p * dim + d])) / v;
+    }
+  }
+  return out;
+}
+
+/** dx/dσ = −σ ∇_x log p_σ(x)  (Eq. 1). */
+export function pfOdeDerivative(mix: GaussianMixture, x: Points, sigma: Sigma): Points {
+  const score = mixtureScore(mix, x, sigma);
+  for (let i = 0; i < score.length; i++) score[i] *= -sigma;
+  return score;
+}
+
+/**
+ * Solve Eq. 1 from σ_from down to σ_to. In t = ln σ the ODE reads dx/dt = −σ²∇log p_σ(x) = x − D(x, σ), which
+ * stays smooth from σ_max to σ_min; classical RK4 with `steps` uniform steps in t is then accurate
+ * at the default 200 steps (1e-7 relative on a Gaussian from σ = 80). `trajectory` receives every intermediate state.
+ */
+export function solvePfOde(
+  mix: GaussianMixture,
+  x: Points,
+  sigmaFrom: Sigma,
+  sigmaTo: Sigma = SIGMA_MIN,
+  steps = 200,
+  trajectory?: (x: Points, sigma: Sigma) => void,
+): Points {
+  if (!(sigmaFrom > sigmaTo)) return Float64Array.from(x);
+  const dxdt = (y: Points, t: number) => pfOdeDerivative(mix, y, Math.exp(t)).map((v) => v * Math.exp(t)); // σ·dx/dσ
+  const axpy = (y: Points, a: number, k: Points) => y.map((v, i) => v + a * k[i]);
+  const [t0, t1] = [Math.log(sigmaFrom), Math.log(sigmaTo)];
+  const h = (t1 - t0) / steps;
+  let cur = Float64Array.from(x);
+  trajectory?.(cur, sigmaFrom);
+  for (let s = 0; s < steps; s++) {
+    const t = t0 + s * h;
+    const k1 = dxdt(cur, t);
+    const k2 = dxdt(axpy(cur, h / 2, k1), t + h / 2);
+    const k3 = dxdt(axpy(cur, h / 2, k2), t + h / 2);
+    const k4 = dxdt(axpy(cur, h, k3), t + h);
+    cur = cur.map((v, i) => v + (h / 6) * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]));
+    trajectory?.(cur, s === steps - 1 ? sigmaTo : Math.exp(t + h));
+  }
+  return cur;
+}
+
+/** The true consistency function f*(x, σ) = the PF-ODE solution at σ_min (Sec. 2); f*(x, σ_min) = x. */
+export function exactConsistencyFunction(
+  mix: GaussianMixture,
+  x: Points,
+  sigma: Sigma,
+  sigmaMin: Sigma = SIGMA_MIN,
+  steps = 200,
+): Points {
+  return solvePfOde(mix, x, sigma, sigmaMin, steps);
+}
+
+/** Draw n points from the mixture with a host normal generator (e.g. `() => rng.normal()`). */
+export function sampleMixture(
+  mix: GaussianMixture,
+  n: number,
+  normal: () => number,
+  uniform: () => number,
+): Points {
+  const out = new Float64Array(n * mix.dim);
+  const total = mix.weights.reduce((a, b) => a + b, 0);
+  for (let p = 0; p < n; p++) {
+    let u = uniform() * total;
+    let k = 0;
+    while (k < mix.weights.length - 1 && u >= mix.weights[k]) u -= mix.weights[k++];
+    for (let d = 0; d < mix.dim; d++) out[p * mix.dim + d] = mix.means[k][d] + mix.stds[k] * normal();
+  }
+  return out;
+}
