@@ -3,8 +3,10 @@
 // For data drawn from a mixture of Gaussians (widths ≥ 0; width 0 = a point mass) the score of p_σ is
 // closed-form, so the true consistency function f*(x, σ) = x_{σ_min} is an ODE solve away.
 // Points are float64 on the host, row-major [n, dim].
+import * as tf from "@tensorflow/tfjs";
+import type { ConsistencyFn } from "./losses.ts";
 import { SIGMA_MIN } from "./schedules.ts";
-import type { Sigma } from "./types.ts";
+import type { Sigma, SigmaBatch } from "./types.ts";
 
 /** A Gaussian mixture p_data = Σ_k w_k N(mean_k, std_k² I) in `dim` dimensions. */
 export interface GaussianMixture {
@@ -91,6 +93,26 @@ export function exactConsistencyFunction(
   steps = 200,
 ): Points {
   return solvePfOde(mix, x, sigma, sigmaMin, steps);
+}
+
+/**
+ * f* as a batch consistency function over [B, dim] tensors, so the kit's losses and samplers can run on the
+ * ground truth. Each sample is solved at its own σ on the host (reads the batch synchronously: cpu/wasm).
+ */
+export function exactConsistencyFn(
+  mix: GaussianMixture,
+  sigmaMin: Sigma = SIGMA_MIN,
+  steps = 200,
+): ConsistencyFn {
+  return (x: tf.Tensor, sigmas: SigmaBatch) => {
+    const pts = Float64Array.from(x.dataSync());
+    const out = new Float64Array(pts.length);
+    for (let b = 0; b < sigmas.length; b++) {
+      const row = pts.subarray(b * mix.dim, (b + 1) * mix.dim);
+      out.set(solvePfOde(mix, row, sigmas[b], sigmaMin, steps), b * mix.dim);
+    }
+    return tf.tensor(Float32Array.from(out), x.shape);
+  };
 }
 
 /** Draw n points from the mixture with a host normal generator (e.g. `() => rng.normal()`). */
