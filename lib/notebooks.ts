@@ -71,6 +71,10 @@ export async function executeNotebook(
       "--execute",
       `--ExecutePreprocessor.timeout=${timeoutSec}`,
       "--ExecutePreprocessor.kernel_name=deno",
+      // nbclient waits only 4 s for a cell's last outputs by default; on a busy machine a plot can arrive later
+      // and be dropped silently. Wait longer, and make a timeout an error instead of a lost output.
+      "--ExecutePreprocessor.iopub_timeout=120",
+      "--ExecutePreprocessor.raise_on_iopub_timeout=True",
       "--output",
       executed,
       path,
