@@ -4,6 +4,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import { initThreadedWasm, requestedWasmThreads, wasmThreads } from "./wasm_threads.ts";
 
 export const BACKENDS = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
 export type BackendName = typeof BACKENDS[number];
@@ -136,11 +137,7 @@ export async function probeBackends(): Promise<Probe[]> {
   return [
     await tensorflowImport,
     await probeWebgpu(),
-    {
-      name: "wasm",
-      available: true,
-      detail: "XNNPACK SIMD, 1 thread (Deno cannot start its Node-style pthread workers)",
-    },
+    { name: "wasm", available: true, detail: "XNNPACK SIMD" },
     { name: "cpu", available: true, detail: "pure JavaScript" },
   ];
 }
@@ -157,11 +154,18 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   const request = opts.backend ?? backendRequest();
   const choice = chooseBackend(await probeBackends(), request);
   if (choice.name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
-  if (choice.name === "wasm") registerWasmTrainingKernels();
+  if (choice.name === "wasm") {
+    registerWasmTrainingKernels();
+    const threads = requestedWasmThreads();
+    if (threads > 1 && !tf.findBackend("wasm")) await initThreadedWasm(threads); // fixed at first initialization
+  }
   if (!(await tf.setBackend(choice.name))) {
     throw new Error(`TF.js could not initialize the ${choice.name} backend`);
   }
   await tf.ready();
+  if (choice.name === "wasm") {
+    choice.reason = `${wasmThreads()} thread(s) (ICT_WASM_THREADS) — ${choice.reason}`;
+  }
   if (!opts.quiet) console.error(`backend: ${choice.name} — ${choice.reason}`);
   return choice;
 }
