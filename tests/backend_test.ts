@@ -48,10 +48,8 @@ for (const c of cases) {
       const wData = randn(wShape.reduce((a, b) => a * b), 2);
       const grad = () => {
         const [x, w] = [tf.tensor4d(xData, c.x), tf.tensor4d(wData, wShape)];
-        const r = tf.tensor(
-          randn(tf.conv2d(x, w, c.stride, c.pad).size, 3),
-          tf.conv2d(x, w, c.stride, c.pad).shape,
-        );
+        const y = tf.conv2d(x, w, c.stride, c.pad);
+        const r = tf.tensor(randn(y.size, 3), y.shape);
         const loss = (xx: tf.Tensor, ww: tf.Tensor) =>
           tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.stride, c.pad), r));
         return wrt === "filter"
