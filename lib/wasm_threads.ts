@@ -6,9 +6,18 @@
 // the globals it assigns (getter-only in a Deno worker) are made writable, and the bundler aliases the module
 // text refers to (require$$N, commonjsGlobal) are defined. XNNPACK uses half of os.cpus(), so that is
 // reported doubled during initialization only.
+// Emscripten ref()s a pthread worker while a thread runs on it; XNNPACK's pool threads run forever, so the
+// process would never exit. The main thread waits for them synchronously (Atomics), never through the event
+// loop, so emscripten's workers (they carry a `loaded` flag) are kept unref'd.
 import * as tf from "@tensorflow/tfjs";
 import { getThreadsCount, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import os from "node:os";
+import { Worker as NodeWorker } from "node:worker_threads";
+
+const origRef = NodeWorker.prototype.ref;
+NodeWorker.prototype.ref = function (this: NodeWorker) {
+  if (!("loaded" in this)) origRef.call(this);
+};
 
 const MODULE_PREFIX = "var WasmBackendModuleThreadedSimd";
 const WORKER_MARK = "WasmBackendModuleThreadedSimd(Module)";
