@@ -48,7 +48,8 @@ async function gradCheck(
   const names = [...p.keys()];
   const y0 = f(x, p);
   const r = randn(y0.shape, rng);
-  const loss = (...ts: tf.Tensor[]) => tf.sum(tf.mul(f(ts[0], new Map(names.map((k, i) => [k, ts[i + 1]]))), r));
+  const loss = (...ts: tf.Tensor[]) =>
+    tf.sum(tf.mul(f(ts[0], new Map(names.map((k, i) => [k, ts[i + 1]]))), r));
   const all = [x, ...names.map((k) => p.get(k)!)];
   const grads = tf.grads(loss)(all);
   const dirs = all.map((t) => randn(t.shape, rng));
@@ -77,19 +78,27 @@ Deno.test("Dense: gradient = finite differences", async () => {
   const s = Scope.root();
   const layer = new Dense(s.child("d"), 5, 4, INIT);
   const rng = Rng.seeded(1);
-  await gradCheck("dense", (x, p) => layer.apply(p, x as tf.Tensor2D), randn([3, 5], rng), randomParams(s, rng), 2);
+  await gradCheck(
+    "dense",
+    (x, p) => layer.apply(p, x as tf.Tensor2D),
+    randn([3, 5], rng),
+    randomParams(s, rng),
+    2,
+  );
 });
 
-const convCases: [string, { kernel: number; up?: boolean; down?: boolean; fusedDown?: boolean; filter?: number[] }][] =
-  [
-    ["3×3", { kernel: 3 }],
-    ["1×1", { kernel: 1 }],
-    ["3×3 with FIR [1,3,3,1] up", { kernel: 3, up: true, filter: [1, 3, 3, 1] }],
-    ["3×3 with FIR [1,3,3,1] down", { kernel: 3, down: true, filter: [1, 3, 3, 1] }],
-    ["3×3 fused FIR down (NCSN++ aux)", { kernel: 3, down: true, fusedDown: true, filter: [1, 3, 3, 1] }],
-    ["1×1 with nearest up", { kernel: 1, up: true, filter: [1, 1] }],
-    ["0 kernel, average-pool down", { kernel: 0, down: true, filter: [1, 1] }],
-  ];
+const convCases: [
+  string,
+  { kernel: number; up?: boolean; down?: boolean; fusedDown?: boolean; filter?: number[] },
+][] = [
+  ["3×3", { kernel: 3 }],
+  ["1×1", { kernel: 1 }],
+  ["3×3 with FIR [1,3,3,1] up", { kernel: 3, up: true, filter: [1, 3, 3, 1] }],
+  ["3×3 with FIR [1,3,3,1] down", { kernel: 3, down: true, filter: [1, 3, 3, 1] }],
+  ["3×3 fused FIR down (NCSN++ aux)", { kernel: 3, down: true, fusedDown: true, filter: [1, 3, 3, 1] }],
+  ["1×1 with nearest up", { kernel: 1, up: true, filter: [1, 1] }],
+  ["0 kernel, average-pool down", { kernel: 0, down: true, filter: [1, 1] }],
+];
 for (const [label, o] of convCases) {
   Deno.test(`Conv2d ${label}: gradient = finite differences, output size`, async () => {
     const s = Scope.root();
@@ -122,7 +131,13 @@ Deno.test("SelfAttention (2 heads): gradient = finite differences", async () => 
   const s = Scope.root();
   const layer = new SelfAttention(s, 8, 2, [3, 3], { eps: 1e-6, init: INIT, initZero: INIT });
   const rng = Rng.seeded(7);
-  await gradCheck("attention", (x, p) => layer.apply(p, x as tf.Tensor4D), randn([2, 3, 3, 8], rng), randomParams(s, rng), 8);
+  await gradCheck(
+    "attention",
+    (x, p) => layer.apply(p, x as tf.Tensor4D),
+    randn([2, 3, 3, 8], rng),
+    randomParams(s, rng),
+    8,
+  );
 });
 
 Deno.test("SelfAttention attends across positions: one position's change moves every output", () => {
@@ -178,7 +193,13 @@ for (const [label, o, cout] of blockCases) {
     const p = randomParams(s, rng);
     const y = block.apply(p, x as tf.Tensor4D, emb, { training: false });
     assert.deepEqual(y.shape, [2, ...block.outResolution, cout]);
-    await gradCheck(`block ${label}`, (xx, pp) => block.apply(pp, xx as tf.Tensor4D, emb, { training: false }), x, p, 12);
+    await gradCheck(
+      `block ${label}`,
+      (xx, pp) => block.apply(pp, xx as tf.Tensor4D, emb, { training: false }),
+      x,
+      p,
+      12,
+    );
   });
 }
 
@@ -194,7 +215,10 @@ Deno.test("Dropout: the same seed gives the same mask, a gradient through the ke
   assert.notDeepEqual(await b.apply(x, ctx).data(), ya, "another layer in the same step");
   const kept = ya.filter((v) => v !== 0);
   assert.ok(kept.every((v) => Math.abs(v - 1 / 0.7) < 1e-6), "kept units are scaled by 1/(1 − rate)");
-  assert.ok(Math.abs(1 - kept.length / ya.length - 0.3) < 0.1, `dropped fraction ${1 - kept.length / ya.length}`);
+  assert.ok(
+    Math.abs(1 - kept.length / ya.length - 0.3) < 0.1,
+    `dropped fraction ${1 - kept.length / ya.length}`,
+  );
   assert.deepEqual(await a.apply(x, { training: false }).data(), await x.data(), "no dropout in evaluation");
   assert.throws(() => a.apply(x, { training: true }), /dropoutSeed/);
   const g = await tf.grad((xx: tf.Tensor) => tf.sum(a.apply(xx, ctx)))(x).data();
@@ -221,7 +245,10 @@ Deno.test("FIR [1,3,3,1] down/up equal EDM's depthwise (transposed) convolutions
   });
   await assertClose(firUpsample(x, [1, 3, 3, 1]), tf.concat(perChannel, 3), { atol: 1e-6, message: "up" });
   // The box filter: 2×2 average pooling and nearest-neighbour upsampling.
-  await assertClose(firDownsample(x, [1, 1]), tf.avgPool(x, 2, 2, "valid"), { atol: 1e-6, message: "avg pool" });
+  await assertClose(firDownsample(x, [1, 1]), tf.avgPool(x, 2, 2, "valid"), {
+    atol: 1e-6,
+    message: "avg pool",
+  });
   const nearest = tf.tile(x.reshape([2, 8, 1, 8, 1, 3]), [1, 1, 2, 1, 2, 1]).reshape([2, 16, 16, 3]);
   await assertClose(firUpsample(x, [1, 1]), nearest, { atol: 0, message: "nearest" });
 });

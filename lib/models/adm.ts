@@ -6,7 +6,7 @@
 // Choices, and why:
 // - Scale-shift norm (AdaGN) is ON by default (`scaleShift: true`): the paper's 295.9M / 495.4M parameter
 //   counts are those of the network with it (the affine layers output a scale AND a shift); without it the
-//   count falls by ≈ 9.5M. The sCM paper reports that AdaGN destabilized consistency training at scale, so
+//   count falls by 13.7M. The sCM paper reports that AdaGN destabilized consistency training at scale, so
 //   it stays a config value; set `scaleShift: false` to test that (SETTINGS.md, Networks, [U]).
 // - Dropout only at feature resolutions ≤ 16 (iCT, Sec. 5 setup), rate 0.2 [U: a config value].
 import * as tf from "@tensorflow/tfjs";
