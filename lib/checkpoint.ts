@@ -182,7 +182,7 @@ export async function readSafetensors(
     tensors.set(name, {
       dtype: e.dtype,
       shape: e.shape,
-      data: new array(aligned.buffer, aligned.byteOffset, raw.length / size),
+      data: new array(aligned.buffer as ArrayBuffer, aligned.byteOffset, raw.length / size),
     });
   }
   if (metadata[SHA_KEY] !== undefined && metadata[SHA_KEY] !== hash.digest("hex")) {
