@@ -1,10 +1,24 @@
-// deno task model:summary --model NAME [--batch B] [--json]
+// deno task model:summary --model NAME [--batch B] [--json] [--step [--backend NAME]]
 // Parameter count, forward GFLOP per image (counted from layer shapes: 2 FLOP per multiply-add of every
 // convolution, dense layer, attention product and FIR filter), and memory estimates for a batch. Builds the
 // network's description only: nothing is allocated, so the largest configs print instantly.
+// --step also allocates the model and times one iCT training step at that batch on the chosen backend:
+// student forward + backward, teacher forward (stop-gradient, the same dropout masks), Pseudo-Huber loss.
+import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
+import { initBackend } from "../lib/backend.ts";
+import { ConsistencyModel } from "../lib/consistency_model.ts";
+import { ctLoss, ictMetric } from "../lib/losses.ts";
 import { buildNetwork, modelConfig, MODELS } from "../lib/models/index.ts";
+import { oneHotLabels } from "../lib/models/network.ts";
 import { countParams } from "../lib/nn/params.ts";
+import { Rng } from "../lib/rng.ts";
+import {
+  ictDiscretizationSteps,
+  ictWeighting,
+  karrasSigmas,
+  sampleLognormalIndices,
+} from "../lib/schedules.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -12,12 +26,15 @@ const { values } = parseArgs({
     model: { type: "string" },
     batch: { type: "string", default: "1" },
     json: { type: "boolean", default: false },
+    step: { type: "boolean", default: false },
+    backend: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
-const usage = `usage: deno task model:summary --model NAME [--batch B] [--json]\nmodels: ${
-  Object.keys(MODELS).join(", ")
-}`;
+const usage =
+  `usage: deno task model:summary --model NAME [--batch B] [--json] [--step [--backend NAME]]\nmodels: ${
+    Object.keys(MODELS).join(", ")
+  }`;
 if (values.help) {
   console.log(usage);
   Deno.exit(0);
@@ -45,6 +62,50 @@ const buffers = net.specs.filter((s) => !s.trainable).reduce(
   0,
 );
 const GB = 1024 ** 3;
+/** One iCT step at the first curriculum stage (N = 11); returns seconds per phase. */
+async function timeStep() {
+  await initBackend({ backend: values.backend as never });
+  const model = new ConsistencyModel(net);
+  let t = performance.now();
+  const params = model.init(0);
+  const initSeconds = (performance.now() - t) / 1000;
+  const rng = Rng.seeded(1);
+  const sigmas = karrasSigmas(ictDiscretizationSteps(0, 400_000));
+  const idx = sampleLognormalIndices(sigmas, batch, rng);
+  const lambda = ictWeighting(sigmas);
+  const shape = [batch, ...net.sampleShape];
+  const x = tf.clipByValue(tf.randomNormal(shape, 0, 0.5, "float32", 2), -1, 1);
+  const z = tf.randomNormal(shape, 0, 1, "float32", 3);
+  const labels = net.labelDim
+    ? oneHotLabels(Array.from({ length: batch }, (_, i) => i % net.labelDim), net.labelDim)
+    : undefined;
+  const ctx = { training: true, dropoutSeed: rng.seed() };
+  const vars = [...params.values()].filter((v): v is tf.Variable => v instanceof tf.Variable);
+  t = performance.now();
+  const { value, grads } = tf.variableGrads(() =>
+    ctLoss({
+      student: model.fn(params, ctx, labels),
+      teacher: model.fn(params, ctx, labels),
+      x,
+      z,
+      sigmaLo: Float64Array.from(idx, (i) => sigmas[i]),
+      sigmaHi: Float64Array.from(idx, (i) => sigmas[i + 1]),
+      lambda: Float64Array.from(idx, (i) => lambda[i]),
+      metric: ictMetric(x.size / batch),
+    }), vars);
+  const loss = (await value.data())[0];
+  await Promise.all(Object.values(grads).map((g) => g.data()));
+  const stepSeconds = (performance.now() - t) / 1000;
+  if (!Number.isFinite(loss)) throw new Error(`the training step gave a non-finite loss ${loss}`);
+  return {
+    backend: tf.getBackend(),
+    initSeconds,
+    stepSeconds,
+    loss,
+    tensorGiB: tf.memory().numBytes / 1024 ** 3,
+  };
+}
+
 const summary = {
   model: values.model,
   family: config.family,
@@ -59,6 +120,7 @@ const summary = {
   // Activations kept for the backward pass of a batch (float32), a lower bound on what autodiff holds.
   activationGiB: (4 * net.cost.activations * batch) / GB,
   config,
+  step: values.step ? await timeStep() : undefined,
 };
 if (values.json) {
   console.log(JSON.stringify(summary, null, 2));
@@ -75,4 +137,11 @@ if (values.json) {
   );
   console.log(`  weights + grads + optimizer + EMA   ${f(summary.weightsAndOptimizerGiB)} GiB`);
   console.log(`  activations, batch ${batch}   ${f(summary.activationGiB)} GiB (estimate)`);
+  const st = summary.step;
+  if (st) {
+    console.log(
+      `  one iCT step, batch ${batch} on ${st.backend}: ${f(st.stepSeconds)} s ` +
+        `(init ${f(st.initSeconds)} s, loss ${st.loss.toPrecision(4)}, ${f(st.tensorGiB)} GiB in tensors)`,
+    );
+  }
 }

@@ -186,7 +186,10 @@ export class Ncsnpp implements Network {
     checkInputs(this, x, cNoise, labels);
     return tf.tidy(() => {
       let emb = fourierFeatures(cNoise, get(p, this.freqs) as tf.Tensor1D);
-      if (this.mapLabel && labels) emb = tf.add(emb, this.mapLabel.apply(p, labels));
+      // Class labels (if any): one-hot scaled by √labelDim, as in EDM's SongUNet.
+      if (this.mapLabel && labels) {
+        emb = tf.add(emb, this.mapLabel.apply(p, tf.mul(labels, Math.sqrt(this.labelDim))));
+      }
       emb = silu(this.mapLayer0.apply(p, emb)) as tf.Tensor2D;
       emb = silu(this.mapLayer1.apply(p, emb)) as tf.Tensor2D;
 
