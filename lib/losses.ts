@@ -49,8 +49,12 @@ export type ConsistencyFn = (x: SampleBatch, sigmas: SigmaBatch) => SampleBatch;
 export interface CtLossInputs {
   /** f_θ, the student. */
   student: ConsistencyFn;
-  /** f_θ⁻, the teacher: the student itself in iCT (it is stop-gradiented here), an EMA copy in CT. */
-  teacher: ConsistencyFn;
+  /**
+   * f_θ⁻, the teacher: the student itself in iCT (it is stop-gradiented here), an EMA copy in CT. Or its
+   * output f_θ⁻(x + σ_i z, σ_i), computed beforehand with `teacherOutput` OUTSIDE the gradient tape: what
+   * training does, since then the teacher keeps no activations and costs no backward pass.
+   */
+  teacher: ConsistencyFn | SampleBatch;
   /** Clean data x ~ p_data. */
   x: SampleBatch;
   /** Noise z ~ N(0, I), the SAME z for both noise levels. */
@@ -64,6 +68,22 @@ export interface CtLossInputs {
   metric: Metric;
 }
 
+/** x + σ·z per sample: the noisy input at noise level σ (the same z for both levels of a pair). */
+export function perturb(x: SampleBatch, z: SampleBatch, sigmas: SigmaBatch): SampleBatch {
+  if (sigmas.length !== x.shape[0]) {
+    throw new Error(`${sigmas.length} noise levels for a batch of ${x.shape[0]}`);
+  }
+  return tf.tidy(() => {
+    const perSampleShape = [x.shape[0], ...new Array(x.rank - 1).fill(1)];
+    return tf.add(x, tf.mul(tf.tensor(Float32Array.from(sigmas), perSampleShape), z));
+  });
+}
+
+/** The teacher's side of Eq. 5, f_θ⁻(x + σ_i z, σ_i). Call it outside tf.grads/variableGrads. */
+export function teacherOutput(teacher: ConsistencyFn, x: SampleBatch, z: SampleBatch, sigmaLo: SigmaBatch) {
+  return tf.tidy(() => teacher(perturb(x, z, sigmaLo), sigmaLo));
+}
+
 /** The weighted consistency-training loss of Eq. 5, averaged over the batch. Gradients reach the student only. */
 export function ctLoss(inp: CtLossInputs): tf.Scalar {
   const n = inp.x.shape[0];
@@ -73,11 +93,16 @@ export function ctLoss(inp: CtLossInputs): tf.Scalar {
     if (a.length !== n) throw new Error(`ctLoss: ${name} has ${a.length} entries for a batch of ${n}`);
   }
   return tf.tidy(() => {
-    const perSampleShape = [n, ...new Array(inp.x.rank - 1).fill(1)];
-    const noisy = (s: SigmaBatch) =>
-      tf.add(inp.x, tf.mul(tf.tensor(Float32Array.from(s), perSampleShape), inp.z));
-    const fStudent = inp.student(noisy(inp.sigmaHi), inp.sigmaHi); // f_θ(x + σ_{i+1} z, σ_{i+1})
-    const fTeacher = stopGradient(inp.teacher(noisy(inp.sigmaLo), inp.sigmaLo)); // f_θ⁻(x + σ_i z, σ_i)
+    const fStudent = inp.student(perturb(inp.x, inp.z, inp.sigmaHi), inp.sigmaHi); // f_θ(x + σ_{i+1} z, σ_{i+1})
+    const teacher = typeof inp.teacher === "function"
+      ? teacherOutput(inp.teacher, inp.x, inp.z, inp.sigmaLo) // f_θ⁻(x + σ_i z, σ_i)
+      : inp.teacher;
+    if (teacher.shape.join(",") !== fStudent.shape.join(",")) {
+      throw new Error(
+        `ctLoss: teacher output [${teacher.shape}] does not match the student's [${fStudent.shape}]`,
+      );
+    }
+    const fTeacher = stopGradient(teacher);
     const lambda = tf.tensor1d(Float32Array.from(inp.lambda));
     return tf.mean(tf.mul(lambda, inp.metric(fStudent, fTeacher))) as tf.Scalar; // Eq. 5
   });

@@ -3,12 +3,12 @@
 // convolution, dense layer, attention product and FIR filter), and memory estimates for a batch. Builds the
 // network's description only: nothing is allocated, so the largest configs print instantly.
 // --step also allocates the model and times one iCT training step at that batch on the chosen backend:
-// student forward + backward, teacher forward (stop-gradient, the same dropout masks), Pseudo-Huber loss.
+// teacher forward (outside the gradient tape, the same dropout masks), student forward + backward, Pseudo-Huber.
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
-import { ctLoss, ictMetric } from "../lib/losses.ts";
+import { ctLoss, ictMetric, teacherOutput } from "../lib/losses.ts";
 import { buildNetwork, modelConfig, MODELS } from "../lib/models/index.ts";
 import { oneHotLabels } from "../lib/models/network.ts";
 import { countParams } from "../lib/nn/params.ts";
@@ -81,14 +81,17 @@ async function timeStep() {
     : undefined;
   const ctx = { training: true, dropoutSeed: rng.seed() };
   const vars = [...params.values()].filter((v): v is tf.Variable => v instanceof tf.Variable);
+  const sigmaLo = Float64Array.from(idx, (i) => sigmas[i]);
   t = performance.now();
+  // The teacher (θ⁻ = stopgrad(θ), the same dropout masks) runs first, outside the gradient tape.
+  const fTeacher = teacherOutput(model.fn(params, ctx, labels), x, z, sigmaLo);
   const { value, grads } = tf.variableGrads(() =>
     ctLoss({
       student: model.fn(params, ctx, labels),
-      teacher: model.fn(params, ctx, labels),
+      teacher: fTeacher,
       x,
       z,
-      sigmaLo: Float64Array.from(idx, (i) => sigmas[i]),
+      sigmaLo,
       sigmaHi: Float64Array.from(idx, (i) => sigmas[i + 1]),
       lambda: Float64Array.from(idx, (i) => lambda[i]),
       metric: ictMetric(x.size / batch),

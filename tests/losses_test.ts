@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { ctLoss, ictMetric, pseudoHuber, pseudoHuberC, squaredL2, stopGradient } from "../lib/losses.ts";
+import {
+  type ConsistencyFn,
+  ctLoss,
+  ictMetric,
+  pseudoHuber,
+  pseudoHuberC,
+  squaredL2,
+  stopGradient,
+  teacherOutput,
+} from "../lib/losses.ts";
 import { cIn, consistencyFunction, cOut, cSkip } from "../lib/parameterization.ts";
 import { assertClose } from "../lib/testing.ts";
 import { REF } from "./reference.ts";
@@ -93,6 +102,15 @@ Deno.test("ctLoss (Eq. 5): equals a hand computation; gradients reach the studen
   const { grads } = tf.variableGrads(() => ctLoss(inputs), [w]);
   await assertClose(grads[w.name], expectedGrad, { atol: 1e-5, rtol: 1e-4 });
   assert.throws(() => ctLoss({ ...inputs, lambda: new Float64Array([1]) }), /lambda has 1 entries/);
+  // The teacher's output computed first, outside the tape (how training runs it): same loss, same gradient.
+  const fTeacher = teacherOutput(inputs.teacher as ConsistencyFn, inputs.x, inputs.z, inputs.sigmaLo);
+  await assertClose(ctLoss({ ...inputs, teacher: fTeacher }), loss, { atol: 0, rtol: 0 });
+  const pre = tf.variableGrads(() => ctLoss({ ...inputs, teacher: fTeacher }), [w]);
+  await assertClose(pre.grads[w.name], grads[w.name], { atol: 0, rtol: 0 });
+  assert.throws(
+    () => ctLoss({ ...inputs, teacher: tf.zeros([1, 1]) }),
+    /teacher output \[1,1\] does not match/,
+  );
 });
 
 Deno.test("ictMetric: Pseudo-Huber with c from the sample dimension", async () => {
