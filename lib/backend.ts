@@ -3,7 +3,7 @@
 // cannot be met is an error saying what to do, never a silent fallback. It prints one line: what and why.
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import { registerCpuTrainingKernels, registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import { initThreadedWasm, requestedWasmThreads, wasmThreads } from "./wasm_threads.ts";
 
 export const BACKENDS = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
@@ -154,6 +154,7 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   const request = opts.backend ?? backendRequest();
   const choice = chooseBackend(await probeBackends(), request);
   if (choice.name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
+  if (choice.name === "cpu") registerCpuTrainingKernels();
   if (choice.name === "wasm") {
     registerWasmTrainingKernels();
     const threads = requestedWasmThreads();

@@ -11,7 +11,7 @@
 // - Dropout only at feature resolutions ≤ 16 (iCT, Sec. 5 setup), rate 0.2 [U: a config value].
 import * as tf from "@tensorflow/tfjs";
 import { positionalEmbedding } from "../embeddings.ts";
-import { ResBlock, type ResBlockOptions } from "../nn/blocks.ts";
+import { buildDecoder, ResBlock, type ResBlockOptions, runDecoder } from "../nn/blocks.ts";
 import { Conv2d, Dense, GroupNorm, type InitMode, type Resolution, silu } from "../nn/layers.ts";
 import { type ForwardContext, type Params, Scope } from "../nn/params.ts";
 import { checkInputs, type Network } from "./network.ts";
@@ -50,7 +50,7 @@ export class Adm implements Network {
   private readonly mapLayer1: Dense;
   private readonly mapLabel?: Dense;
   private readonly enc: (Conv2d | ResBlock)[] = [];
-  private readonly dec: ResBlock[] = [];
+  private readonly dec: ResBlock[];
   private readonly outNorm: GroupNorm;
   private readonly outConv: Conv2d;
 
@@ -120,28 +120,15 @@ export class Adm implements Network {
       }
     });
 
-    const dec = scope.child("dec");
-    for (let level = levels - 1; level >= 0; level--) {
-      const mult = c.channelMult[level];
-      if (level === levels - 1) {
-        this.dec.push(
-          new ResBlock(dec.child(`${name()}_in0`), cout, cout, res, block(res, { attention: true })),
-        );
-        this.dec.push(new ResBlock(dec.child(`${name()}_in1`), cout, cout, res, block(res)));
-      } else {
-        const prev = res;
-        res = [2 * prev[0], 2 * prev[1]];
-        this.dec.push(new ResBlock(dec.child(`${name()}_up`), cout, cout, prev, block(res, { up: true })));
-      }
-      for (let idx = 0; idx <= c.numBlocks; idx++) {
-        const cin = cout + skips.pop()!;
-        cout = c.modelChannels * mult;
-        const attention = c.attnResolutions.includes(res[0]);
-        this.dec.push(
-          new ResBlock(dec.child(`${name()}_block${idx}`), cin, cout, res, block(res, { attention })),
-        );
-      }
-    }
+    const dec = buildDecoder(
+      scope.child("dec"),
+      { channels: cout, resolution: res },
+      c,
+      skips,
+      (r) => block(r, { attention: c.attnResolutions.includes(r[0]) }),
+    );
+    this.dec = dec.blocks;
+    [cout, res] = [dec.channels, dec.resolution];
     this.outNorm = new GroupNorm(scope.child("out_norm"), cout, res, 1e-5);
     this.outConv = new Conv2d(scope.child("out_conv"), cout, c.channels, res, { kernel: 3, init: INIT_ZERO });
     this.specs = scope.specs;
@@ -169,10 +156,7 @@ export class Adm implements Network {
         h = layer instanceof Conv2d ? layer.apply(p, h) : layer.apply(p, h, emb, ctx);
         skips.push(h);
       }
-      for (const b of this.dec) {
-        if (h.shape[3] !== b.inChannels) h = tf.concat([h, skips.pop()!], 3);
-        h = b.apply(p, h, emb, ctx);
-      }
+      h = runDecoder(this.dec, p, h, skips, emb, ctx);
       return this.outConv.apply(p, silu(this.outNorm.apply(p, h)) as tf.Tensor4D);
     });
   }

@@ -4,7 +4,7 @@
 // at 16×16, Gaussian Fourier noise embedding. iCT changes the Fourier scale from 16 to 0.02 (Sec. 3.1).
 import * as tf from "@tensorflow/tfjs";
 import { fourierFeatures } from "../embeddings.ts";
-import { ResBlock, type ResBlockOptions } from "../nn/blocks.ts";
+import { buildDecoder, ResBlock, type ResBlockOptions, runDecoder } from "../nn/blocks.ts";
 import { Conv2d, Dense, GroupNorm, type InitMode, type Resolution, silu } from "../nn/layers.ts";
 import { type ForwardContext, get, type Params, Scope } from "../nn/params.ts";
 import { checkInputs, type Network } from "./network.ts";
@@ -53,7 +53,7 @@ export class Ncsnpp implements Network {
   private readonly mapLayer0: Dense;
   private readonly mapLayer1: Dense;
   private readonly enc: EncoderEntry[] = [];
-  private readonly dec: ResBlock[] = [];
+  private readonly dec: ResBlock[];
   private readonly outNorm: GroupNorm;
   private readonly outConv: Conv2d;
 
@@ -139,34 +139,14 @@ export class Ncsnpp implements Network {
       }
     });
 
-    // Decoder.
+    // Decoder: attention only in the last block of a resolution.
     const dec = scope.child("dec");
-    for (let level = levels - 1; level >= 0; level--) {
-      const mult = c.channelMult[level];
-      const name = () => `${res[0]}x${res[1]}`;
-      if (level === levels - 1) {
-        this.dec.push(
-          new ResBlock(dec.child(`${name()}_in0`), cout, cout, res, { ...block(c.dropout), attention: true }),
-        );
-        this.dec.push(new ResBlock(dec.child(`${name()}_in1`), cout, cout, res, block(c.dropout)));
-      } else {
-        const prev = res;
-        res = [2 * prev[0], 2 * prev[1]];
-        this.dec.push(
-          new ResBlock(dec.child(`${name()}_up`), cout, cout, prev, { ...block(c.dropout), up: true }),
-        );
-      }
-      for (let idx = 0; idx <= c.numBlocks; idx++) {
-        const cin = cout + skips.pop()!;
-        cout = c.modelChannels * mult;
-        this.dec.push(
-          new ResBlock(dec.child(`${name()}_block${idx}`), cin, cout, res, {
-            ...block(c.dropout),
-            attention: idx === c.numBlocks && c.attnResolutions.includes(res[0]),
-          }),
-        );
-      }
-    }
+    const decoder = buildDecoder(dec, { channels: cout, resolution: res }, c, skips, (r, idx) => ({
+      ...block(c.dropout),
+      attention: idx === c.numBlocks && c.attnResolutions.includes(r[0]),
+    }));
+    this.dec = decoder.blocks;
+    [cout, res] = [decoder.channels, decoder.resolution];
     this.outNorm = new GroupNorm(dec.child(`${res[0]}x${res[1]}_aux_norm`), cout, res, 1e-6);
     this.outConv = new Conv2d(dec.child(`${res[0]}x${res[1]}_aux_conv`), cout, c.channels, res, {
       kernel: 3,
@@ -205,10 +185,7 @@ export class Ncsnpp implements Network {
           skips.push(h);
         }
       }
-      for (const b of this.dec) {
-        if (h.shape[3] !== b.inChannels) h = tf.concat([h, skips.pop()!], 3);
-        h = b.apply(p, h, emb, ctx);
-      }
+      h = runDecoder(this.dec, p, h, skips, emb, ctx);
       return this.outConv.apply(p, silu(this.outNorm.apply(p, h)) as tf.Tensor4D);
     });
   }

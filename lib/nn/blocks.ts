@@ -118,3 +118,62 @@ export class ResBlock {
     return x;
   }
 }
+
+/** The decoder both U-Nets share (EDM's SongUNet / DhariwalUNet), built from the lowest resolution up. */
+export interface Decoder {
+  blocks: ResBlock[];
+  channels: number;
+  resolution: Resolution;
+}
+
+/**
+ * At the lowest resolution two blocks (`in0` with attention, `in1`), at every other one an upsampling block
+ * (`up`); then numBlocks + 1 blocks per resolution, each concatenating one encoder skip (`block{idx}`).
+ * `options(res, idx)` gives a block's options (idx = −1 for in0/in1/up).
+ */
+export function buildDecoder(
+  scope: Scope,
+  start: { channels: number; resolution: Resolution },
+  config: { channelMult: readonly number[]; modelChannels: number; numBlocks: number },
+  skips: number[],
+  options: (res: Resolution, idx: number) => ResBlockOptions,
+): Decoder {
+  const blocks: ResBlock[] = [];
+  let cout = start.channels;
+  let res = start.resolution;
+  const name = (suffix: string) => scope.child(`${res[0]}x${res[1]}_${suffix}`);
+  for (let level = config.channelMult.length - 1; level >= 0; level--) {
+    if (level === config.channelMult.length - 1) {
+      blocks.push(new ResBlock(name("in0"), cout, cout, res, { ...options(res, -1), attention: true }));
+      blocks.push(new ResBlock(name("in1"), cout, cout, res, { ...options(res, -1), attention: false }));
+    } else {
+      const prev = res;
+      res = [2 * prev[0], 2 * prev[1]];
+      blocks.push(
+        new ResBlock(name("up"), cout, cout, prev, { ...options(res, -1), up: true, attention: false }),
+      );
+    }
+    for (let idx = 0; idx <= config.numBlocks; idx++) {
+      const cin = cout + skips.pop()!;
+      cout = config.modelChannels * config.channelMult[level];
+      blocks.push(new ResBlock(name(`block${idx}`), cin, cout, res, options(res, idx)));
+    }
+  }
+  return { blocks, channels: cout, resolution: res };
+}
+
+/** Runs the decoder: before a block that takes more channels than h has, the last encoder skip is appended. */
+export function runDecoder(
+  blocks: readonly ResBlock[],
+  p: Params,
+  h: tf.Tensor4D,
+  skips: tf.Tensor4D[],
+  emb: tf.Tensor2D,
+  ctx: ForwardContext,
+): tf.Tensor4D {
+  for (const b of blocks) {
+    if (h.shape[3] !== b.inChannels) h = tf.concat([h, skips.pop()!], 3);
+    h = b.apply(p, h, emb, ctx);
+  }
+  return h;
+}
