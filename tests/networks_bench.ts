@@ -20,13 +20,13 @@ const lambda = new Float64Array(batch).fill(5);
 const metric = ictMetric(32 * 32 * 3);
 const group = `ncsnpp-small-32 (1.78M parameters), batch ${batch}, on ${tf.getBackend()}`;
 
-Deno.bench("forward", { group, baseline: true }, async () => {
+Deno.bench("forward", { group, baseline: true, n: 10, warmup: 2 }, async () => {
   const y = model.apply(params, x, sigmaHi, EVAL);
   await y.data();
   y.dispose();
 });
 let seed = 0;
-Deno.bench("iCT step: forward + backward + teacher", { group }, async () => {
+Deno.bench("iCT step: forward + backward + teacher", { group, n: 5, warmup: 1 }, async () => {
   const ctx = { training: true, dropoutSeed: ++seed };
   const teacher = teacherOutput(model.fn(params, ctx), x, z, sigmaLo); // outside the tape
   const { value, grads } = tf.variableGrads(() =>
