@@ -1,6 +1,6 @@
-// The tiny NCSN++ and ADM give the same outputs and gradients on the cpu and wasm backends (wasm's conv
-// gradients come from lib/wasm_kernels.ts), and the same outputs as the independent PyTorch implementation
-// (tests/reference/networks_reference.py, whose outputs are committed).
+// The tiny NCSN++ and ADM give the same outputs and gradients on the cpu, wasm and (where an adapter exists)
+// webgpu backends (wasm's conv gradients come from lib/wasm_kernels.ts), and the same outputs as the
+// independent PyTorch implementation (tests/reference/networks_reference.py, whose outputs are committed).
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
@@ -29,15 +29,32 @@ async function run(backend: string, c: ReturnType<typeof tinyCases>[number], tra
   return { out: out as Float32Array, grads: g };
 }
 
-for (const c of tinyCases()) {
-  Deno.test(`tiny ${c.name}: cpu and wasm agree, forward and backward (training, with dropout)`, async () => {
+// WebGPU where an adapter exists (software Vulkan counts here: this checks the ops, not the speed).
+const hasWebgpu =
+  !!(await (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu?.requestAdapter());
+if (hasWebgpu) await import("@tensorflow/tfjs-backend-webgpu");
+
+for (
+  const [backend, c] of [
+    ...tinyCases().map((c) => ["wasm", c] as const),
+    ...tinyCases().map((c) => ["webgpu", c] as const),
+  ]
+) {
+  Deno.test({
+    name: `tiny ${c.name}: cpu and ${backend} agree, forward and backward (training, with dropout)`,
+    ignore: backend === "webgpu" && !hasWebgpu,
+  }, async () => {
     const cpu = await run("cpu", c, true);
-    const wasm = await run("wasm", c, true);
+    const other = await run(backend, c, true);
     const scale = Math.max(...cpu.out.map(Math.abs));
-    await assertClose(wasm.out, cpu.out, { atol: 1e-4 * scale, rtol: 1e-4, message: `${c.name} output` });
+    await assertClose(other.out, cpu.out, {
+      atol: 1e-4 * scale,
+      rtol: 1e-4,
+      message: `${c.name} output on ${backend}`,
+    });
     for (const [name, g] of cpu.grads) {
       const gs = Math.max(1e-6, ...g.map(Math.abs));
-      await assertClose(wasm.grads.get(name)!, g, {
+      await assertClose(other.grads.get(name)!, g, {
         atol: 2e-4 * gs,
         rtol: 1e-3,
         message: `${c.name} ∂/∂${name}`,
