@@ -70,10 +70,10 @@ export class Ncsnpp implements Network {
     this.labelDim = c.labelDim;
     const embChannels = c.modelChannels * c.channelMultEmb;
     const noiseChannels = c.modelChannels * c.channelMultNoise;
-    const block = (dropout: number): ResBlockOptions => ({
+    const block: ResBlockOptions = {
       embChannels,
       heads: 1,
-      dropout,
+      dropout: c.dropout,
       skipScale: Math.SQRT1_2,
       eps: 1e-6,
       resampleFilter: c.resampleFilter,
@@ -82,7 +82,7 @@ export class Ncsnpp implements Network {
       init: XAVIER,
       initZero: XAVIER_ZERO,
       initAttn: XAVIER_ATTN,
-    });
+    };
 
     // Mapping: Fourier features of c_noise (+ label) → two dense layers.
     this.freqs = scope.child("map_noise").param("freqs", [noiseChannels / 2], {
@@ -112,7 +112,7 @@ export class Ncsnpp implements Network {
         const prev = res;
         res = [prev[0] / 2, prev[1] / 2];
         const down = new ResBlock(enc.child(`${res[0]}x${res[1]}_down`), cout, cout, prev, {
-          ...block(c.dropout),
+          ...block,
           down: true,
         });
         this.enc.push({ kind: "block", layer: down });
@@ -131,7 +131,7 @@ export class Ncsnpp implements Network {
         const cin = cout;
         cout = c.modelChannels * mult;
         const b = new ResBlock(enc.child(`${res[0]}x${res[1]}_block${idx}`), cin, cout, res, {
-          ...block(c.dropout),
+          ...block,
           attention: c.attnResolutions.includes(res[0]),
         });
         this.enc.push({ kind: "block", layer: b });
@@ -142,7 +142,7 @@ export class Ncsnpp implements Network {
     // Decoder: attention only in the last block of a resolution.
     const dec = scope.child("dec");
     const decoder = buildDecoder(dec, { channels: cout, resolution: res }, c, skips, (r, idx) => ({
-      ...block(c.dropout),
+      ...block,
       attention: idx === c.numBlocks && c.attnResolutions.includes(r[0]),
     }));
     this.dec = decoder.blocks;
