@@ -165,7 +165,12 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   }
   await tf.ready();
   if (choice.name === "wasm") {
-    choice.reason = `${wasmThreads()} thread(s) (ICT_WASM_THREADS) — ${choice.reason}`;
+    const [got, asked] = [wasmThreads(), requestedWasmThreads()];
+    // XNNPACK falls back to fewer threads when its worker is not ready in time (seen on a busy machine).
+    const short = got < asked
+      ? `, fewer than the ${asked} asked for: the machine was busy at start; rerun to retry`
+      : "";
+    choice.reason = `${got} thread(s) (ICT_WASM_THREADS${short}) — ${choice.reason}`;
   }
   if (!opts.quiet) console.error(`backend: ${choice.name} — ${choice.reason}`);
   return choice;
