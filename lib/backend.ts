@@ -155,9 +155,9 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   const choice = chooseBackend(await probeBackends(), request);
   if (choice.name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
   if (choice.name === "cpu") registerCpuTrainingKernels();
+  const threads = choice.name === "wasm" ? requestedWasmThreads() : 1;
   if (choice.name === "wasm") {
     registerWasmTrainingKernels();
-    const threads = requestedWasmThreads();
     if (threads > 1 && !tf.findBackend("wasm")) await initThreadedWasm(threads); // fixed at first initialization
   }
   if (!(await tf.setBackend(choice.name))) {
@@ -165,10 +165,10 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   }
   await tf.ready();
   if (choice.name === "wasm") {
-    const [got, asked] = [wasmThreads(), requestedWasmThreads()];
+    const got = wasmThreads();
     // XNNPACK falls back to fewer threads when its worker is not ready in time (seen on a busy machine).
-    const short = got < asked
-      ? `, fewer than the ${asked} asked for: the machine was busy at start; rerun to retry`
+    const short = got < threads
+      ? `, fewer than the ${threads} asked for: the machine was busy at start; rerun to retry`
       : "";
     choice.reason = `${got} thread(s) (ICT_WASM_THREADS${short}) — ${choice.reason}`;
   }

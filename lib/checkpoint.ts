@@ -8,7 +8,7 @@
 // with a message that names the problem.
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
-import type { Params, ParamSpec } from "./nn/params.ts";
+import { numel, type Params, type ParamSpec } from "./nn/params.ts";
 
 const DTYPES = {
   F32: { bytes: 4, array: Float32Array },
@@ -49,8 +49,6 @@ function dtypeOf(data: TensorData): DType {
 function bytesOf(data: TensorData): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
-
-const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Write tensors + string metadata to `path`, atomically. */
 export async function writeSafetensors(

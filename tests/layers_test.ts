@@ -14,7 +14,7 @@ import {
   type InitMode,
   SelfAttention,
 } from "../lib/nn/layers.ts";
-import { type ForwardContext, initParams, type Params, Scope } from "../lib/nn/params.ts";
+import { type ForwardContext, initParams, numel, type Params, Scope } from "../lib/nn/params.ts";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
 
@@ -22,8 +22,7 @@ await tf.setBackend("cpu");
 const INIT: InitMode = { mode: "xavier_uniform", weight: 1, bias: 0 };
 
 function randn(shape: number[], rng: Rng, std = 1): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => rng.normal() * std), shape);
+  return tf.tensor(Float32Array.from({ length: numel(shape) }, () => rng.normal() * std), shape);
 }
 
 /** Random non-degenerate parameters (zero-initialized layers and unit norms would hide mistakes). */

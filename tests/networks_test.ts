@@ -12,6 +12,11 @@ import { TINY_ADM, TINY_NCSNPP } from "./reference/tiny_networks.ts";
 
 await tf.setBackend("cpu");
 
+/** Add N(0, std²) noise to every parameter: zero-initialized layers would hide the paths under test. */
+function perturb(p: Map<string, tf.Tensor>, std: number, seed: number): void {
+  for (const [k, v] of p) p.set(k, tf.add(v, tf.randomNormal(v.shape, 0, std, "float32", seed)));
+}
+
 // SETTINGS.md, "Networks": EDM's reference networks, FLOPs = 2 × MACs at batch 1.
 const PAPER: [string, number, number][] = [
   ["ncsnpp-cifar10", 56.40e6, 42.8e9],
@@ -62,8 +67,7 @@ Deno.test("every model maps [B, …sample] to the same shape; noise and labels c
   for (const config of [modelConfig("ncsnpp-small-28"), modelConfig("mlp-2d"), TINY_NCSNPP, TINY_ADM]) {
     const net = buildNetwork(config);
     const p = initParams(net.specs, 3);
-    // Perturb everything: zero-initialized layers would hide the noise and label paths.
-    for (const [k, v] of p) p.set(k, tf.add(v, tf.randomNormal(v.shape, 0, 0.1, "float32", 1)));
+    perturb(p, 0.1, 1);
     const x = tf.randomNormal([2, ...net.sampleShape], 0, 1, "float32", 2);
     const labels = net.labelDim ? oneHotLabels([1, 2], net.labelDim) : undefined;
     const cNoise = net.embedding === "positional" ? [100, 100] : [0.5, 0.5];
@@ -87,7 +91,7 @@ Deno.test("f_θ(x, σ_min) = x exactly; f_θ(x, σ) ≠ x above σ_min", async (
   for (const config of [TINY_NCSNPP, TINY_ADM, modelConfig("mlp-2d")]) {
     const model = ConsistencyModel.fromConfig(config);
     const p = model.init(4);
-    for (const [k, v] of p) p.set(k, tf.add(v, tf.randomNormal(v.shape, 0, 0.2, "float32", 5)));
+    perturb(p, 0.2, 5);
     const net = model.network;
     const x = tf.randomNormal([2, ...net.sampleShape], 0, 1, "float32", 6);
     const labels = net.labelDim ? oneHotLabels([0, 1], net.labelDim) : undefined;
@@ -101,7 +105,7 @@ Deno.test("f_θ(x, σ_min) = x exactly; f_θ(x, σ) ≠ x above σ_min", async (
 Deno.test("student and teacher of a step share dropout masks (same seed), other steps differ", async () => {
   const model = ConsistencyModel.fromConfig(TINY_NCSNPP); // dropout 0.3 in every block
   const p = model.init(7);
-  for (const [k, v] of p) p.set(k, tf.add(v, tf.randomNormal(v.shape, 0, 0.2, "float32", 8)));
+  perturb(p, 0.2, 8);
   const x = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 9);
   const sigmas = new Float64Array([0.7, 3]);
   const step = (seed: number) => model.apply(p, x, sigmas, { training: true, dropoutSeed: seed }).data();

@@ -93,13 +93,14 @@ export class Scope {
   }
 }
 
-function size(shape: readonly number[]): number {
+/** Number of values in a tensor of this shape. */
+export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
 /** Number of trainable values (buffers excluded, as in PyTorch's `parameters()`). */
 export function countParams(specs: readonly ParamSpec[]): number {
-  return specs.filter((s) => s.trainable).reduce((n, s) => n + size(s.shape), 0);
+  return specs.filter((s) => s.trainable).reduce((n, s) => n + numel(s.shape), 0);
 }
 
 function initValues(init: Init, n: number, rng: Rng): Float32Array {
@@ -137,7 +138,7 @@ function initValues(init: Init, n: number, rng: Rng): Float32Array {
 export function initParams(specs: readonly ParamSpec[], seed: number): Map<string, tf.Tensor> {
   const params = new Map<string, tf.Tensor>();
   specs.forEach((s, i) => {
-    const values = initValues(s.init, size(s.shape), Rng.seeded((seed * 1000003 + i) | 0));
+    const values = initValues(s.init, numel(s.shape), Rng.seeded((seed * 1000003 + i) | 0));
     const t = tf.tensor(values, s.shape, "float32");
     // Variables keep TF.js's own unique names: two models may hold parameters of the same name.
     params.set(s.name, s.trainable ? tf.variable(t, true) : t);

@@ -6,6 +6,7 @@ import type { AdmConfig } from "../../lib/models/adm.ts";
 import { ADM_IMAGENET64, buildNetwork, NCSNPP_CIFAR10, type Network } from "../../lib/models/index.ts";
 import type { NcsnppConfig } from "../../lib/models/ncsnpp.ts";
 import { oneHotLabels } from "../../lib/models/network.ts";
+import { numel } from "../../lib/nn/params.ts";
 import { Rng } from "../../lib/rng.ts";
 
 export const TINY_NCSNPP: NcsnppConfig = {
@@ -53,9 +54,9 @@ export function tinyCases(): TinyCase[] {
   const make = (name: TinyCase["name"], network: Network, cNoise: number[], classes?: number[]): TinyCase => {
     const values = new Map<string, Float32Array>();
     for (const s of network.specs) {
-      const n = s.shape.reduce((a, b) => a * b, 1);
+      const n = numel(s.shape);
       // Scale ~ 1/√fan_in for weights so activations stay O(1); norms' scales around 1.
-      const fanIn = s.shape.length > 1 ? s.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
+      const fanIn = s.shape.length > 1 ? numel(s.shape.slice(0, -1)) : 1;
       const v = randn(n, rng, s.trainable ? 1 / Math.sqrt(fanIn) : 1);
       if (/norm\d?\.weight$/.test(s.name)) {
         for (let i = 0; i < n; i++) v[i] += 1;
@@ -63,7 +64,7 @@ export function tinyCases(): TinyCase[] {
       values.set(s.name, v);
     }
     const batch = cNoise.length;
-    const x = randn(batch * network.sampleShape.reduce((a, b) => a * b, 1), rng, 1);
+    const x = randn(batch * numel(network.sampleShape), rng, 1);
     return { name, network, values, x, cNoise: Float32Array.from(cNoise), classes, batch };
   };
   return [
