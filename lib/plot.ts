@@ -51,3 +51,65 @@ export async function showPlot(fig: Figure): Promise<void> {
   const title = (fig.layout?.title as { text?: string } | undefined)?.text ?? "figure";
   await Deno.jupyter.display({ [PLOTLY_MIME]: fig, "text/plain": `[plot: ${title}]` }, { raw: true });
 }
+
+let plotlyBundle: Promise<string> | undefined;
+
+/** The plotly.js-dist-min bundle's source, read once from the installed npm package. */
+function plotlySource(): Promise<string> {
+  if (!plotlyBundle) {
+    plotlyBundle = (async () => {
+      const url = import.meta.resolve("plotly.js-dist-min");
+      if (!url.startsWith("file:")) {
+        throw new Error(`plotly.js-dist-min resolved to ${url}, not a file: run \`deno install\` first`);
+      }
+      return await Deno.readTextFile(new URL(url));
+    })();
+    plotlyBundle.catch(() => {
+      plotlyBundle = undefined; // retry after a failure
+    });
+  }
+  return plotlyBundle;
+}
+
+const escapeHtml = (s: string) =>
+  s.replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch]!);
+
+/**
+ * Writes a standalone HTML page that works offline: the plotly.js bundle inlined, then one `Plotly.newPlot`
+ * per figure. The figures sit as JSON in `<script type="application/json" id="figures">` (with `<` written
+ * as \u003c, so the JSON parses back as is). NaN/±Infinity become null (gaps), as JSON.stringify does.
+ * Atomic: a temp file in the same folder, then rename.
+ */
+export async function writePlotHtml(path: string, fig: Figure | Figure[], title?: string): Promise<void> {
+  const figs = Array.isArray(fig) ? fig : [fig];
+  const json = JSON.stringify(figs).replace(/</g, "\\u003c");
+  const bundle = (await plotlySource()).replace(/<\/(script)/gi, "<\\/$1"); // none in 3.7.0; kept safe
+  const t = escapeHtml(title ?? "plots");
+  const divs = figs.map((_, i) => `<div id="fig-${i}"></div>`).join("\n");
+  const html = `<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>${t}</title>
+<script>${bundle}</script>
+</head>
+<body>
+${title === undefined ? "" : `<h1 style="font-family: sans-serif">${t}</h1>`}
+${divs}
+<script type="application/json" id="figures">${json}</script>
+<script>
+const figures = JSON.parse(document.getElementById("figures").textContent);
+figures.forEach((f, i) => Plotly.newPlot("fig-" + i, f.data, f.layout || {}));
+</script>
+</body>
+</html>
+`;
+  const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    await Deno.writeTextFile(tmp, html, { createNew: true });
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}

@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { DEFAULT_OPTIMIZER, Optimizer, type OptimizerConfig } from "../lib/train/optim.ts";
+import { assertClose } from "../lib/testing.ts";
+
+await tf.setBackend("cpu");
+
+// torch.optim.Adam / RAdam trajectories in float64 (tests/reference/optim_reference.py).
+interface RefCase {
+  name: string;
+  kind: "adam" | "radam";
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weight_decay: number;
+  lr_per_step: number[];
+  rho_t: number[];
+  params_after: Record<string, number[]>[];
+}
+const REF = JSON.parse(
+  await Deno.readTextFile(new URL("./fixtures/optim_reference.json", import.meta.url)),
+) as {
+  shapes: Record<string, number[]>;
+  params0: Record<string, number[]>;
+  grads: Record<string, number[]>[];
+  cases: RefCase[];
+};
+
+function refConfig(c: RefCase): OptimizerConfig {
+  return {
+    kind: c.kind,
+    lr: c.lr,
+    beta1: c.betas[0],
+    beta2: c.betas[1],
+    eps: c.eps,
+    weightDecay: c.weight_decay,
+  };
+}
+
+function refParams(): Map<string, tf.Variable> {
+  return new Map(
+    Object.entries(REF.params0).map(([n, v]) => [n, tf.variable(tf.tensor(v, REF.shapes[n]), true)]),
+  );
+}
+
+function refGrads(k: number): Map<string, tf.Tensor> {
+  return new Map(Object.entries(REF.grads[k]).map(([n, v]) => [n, tf.tensor(v, REF.shapes[n])]));
+}
+
+function disposeAll(...maps: ReadonlyMap<string, tf.Tensor>[]): void {
+  for (const m of maps) for (const x of m.values()) x.dispose();
+}
+
+Deno.test("DEFAULT_OPTIMIZER: RAdam, lr 1e-4, betas (0.9, 0.999), eps 1e-8, no weight decay", () => {
+  assert.deepEqual(DEFAULT_OPTIMIZER, {
+    kind: "radam",
+    lr: 1e-4,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+  });
+});
+
+Deno.test("the fixture covers Adam and RAdam, weight decay, lr overrides, and crosses ρt > 5 at t = 6", () => {
+  const names = REF.cases.map((c) => c.name);
+  for (const n of ["adam", "radam", "adam_wd_lr", "radam_wd_lr", "radam_betas"]) assert.ok(names.includes(n));
+  for (const c of REF.cases.filter((c) => c.kind === "radam")) {
+    assert.ok(c.rho_t[4] < 5 && c.rho_t[5] > 5, `${c.name}: ρ5 ${c.rho_t[4]}, ρ6 ${c.rho_t[5]}`);
+  }
+  assert.ok(REF.cases.some((c) => c.weight_decay > 0 && c.lr_per_step.some((lr) => lr !== c.lr)));
+});
+
+for (const c of REF.cases) {
+  Deno.test(`update matches torch.optim (${c.name}) after every step`, async () => {
+    const params = refParams();
+    const opt = new Optimizer(refConfig(c), params);
+    for (let k = 0; k < c.params_after.length; k++) {
+      const grads = refGrads(k);
+      const lr = c.lr_per_step[k];
+      if (lr !== c.lr) opt.update(grads, lr); // an override for this step only
+      else opt.update(grads);
+      disposeAll(grads);
+      assert.equal(opt.step, k + 1);
+      for (const [name, p] of params) {
+        await assertClose(p, c.params_after[k][name], {
+          atol: 1e-6,
+          rtol: 1e-6,
+          message: `${c.name}, t = ${k + 1}, ${name}`,
+        });
+      }
+    }
+    opt.dispose();
+    disposeAll(params);
+  });
+}
+
+Deno.test("state()/load(): a restored optimizer continues bit-identically", async () => {
+  const c = REF.cases.find((c) => c.name === "radam_wd_lr")!;
+  const paramsA = refParams();
+  const a = new Optimizer(refConfig(c), paramsA);
+  for (let k = 0; k < 5; k++) { // t = 1..5: not rectified yet; a lost step would show after loading
+    const g = refGrads(k);
+    a.update(g);
+    disposeAll(g);
+  }
+  const before = tf.memory().numTensors;
+  const state = a.state();
+  assert.equal(tf.memory().numTensors, before, "state() allocates nothing");
+  assert.deepEqual(
+    [...state].map(([name, x]) => ({ name, shape: x.shape })),
+    a.stateSpecs(),
+  );
+  assert.deepEqual(a.stateSpecs().map((s) => s.name), [
+    "m/conv.weight",
+    "m/conv.bias",
+    "m/scale",
+    "v/conv.weight",
+    "v/conv.bias",
+    "v/scale",
+  ]);
+
+  // As from a checkpoint: fresh tensors, disposed after loading.
+  const saved = new Map<string, tf.Tensor>();
+  for (const [name, x] of state) saved.set(name, tf.tensor(await x.data(), x.shape));
+  const paramsB = new Map<string, tf.Variable>();
+  for (const [name, p] of paramsA) paramsB.set(name, tf.variable(tf.tensor(await p.data(), p.shape)));
+  const b = new Optimizer(refConfig(c), paramsB);
+  b.load(saved, a.step);
+  disposeAll(saved);
+  assert.equal(b.step, 5);
+
+  for (let k = 5; k < 10; k++) {
+    for (const opt of [a, b]) {
+      const g = refGrads(k);
+      opt.update(g, 2e-3);
+      disposeAll(g);
+    }
+  }
+  for (const [name, p] of paramsA) {
+    assert.deepEqual(await paramsB.get(name)!.data(), await p.data(), name);
+  }
+  const stateB = b.state();
+  for (const [name, x] of a.state()) assert.deepEqual(await stateB.get(name)!.data(), await x.data(), name);
+  assert.equal(a.step, 10);
+  a.dispose();
+  b.dispose();
+  disposeAll(paramsA, paramsB);
+});
+
+Deno.test("state()/load() round trip on the fixture reproduces torch's remaining trajectory", async () => {
+  const c = REF.cases.find((c) => c.name === "radam")!;
+  const a = new Optimizer(refConfig(c), refParams());
+  const paramsB = refParams();
+  for (let k = 0; k < 5; k++) {
+    const g = refGrads(k);
+    a.update(g);
+    disposeAll(g);
+  }
+  // B starts from torch's params after step 5 and A's moments.
+  for (const [name, p] of paramsB) p.assign(tf.tensor(c.params_after[4][name], p.shape));
+  const b = new Optimizer(refConfig(c), paramsB);
+  b.load(a.state(), a.step);
+  a.dispose();
+  for (let k = 5; k < c.params_after.length; k++) {
+    const g = refGrads(k);
+    b.update(g);
+    disposeAll(g);
+    for (const [name, p] of paramsB) {
+      await assertClose(p, c.params_after[k][name], {
+        atol: 1e-6,
+        rtol: 1e-6,
+        message: `t = ${k + 1} ${name}`,
+      });
+    }
+  }
+  b.dispose();
+  disposeAll(paramsB);
+});
+
+Deno.test("update: a subset of the params; the others and their moments stay as they are", async () => {
+  const params = refParams();
+  const opt = new Optimizer({ ...DEFAULT_OPTIMIZER, lr: 1e-2, weightDecay: 0.1 }, params);
+  const scale0 = await params.get("scale")!.data();
+  const g = refGrads(0);
+  g.get("scale")!.dispose();
+  g.delete("scale");
+  opt.update(g);
+  assert.equal(opt.step, 1);
+  assert.deepEqual(await params.get("scale")!.data(), scale0);
+  const st = opt.state();
+  assert.deepEqual(Array.from(await st.get("m/scale")!.data()), [0]);
+  assert.deepEqual(Array.from(await st.get("v/scale")!.data()), [0]);
+  assert.ok((await st.get("m/conv.bias")!.data()).some((x) => x !== 0));
+  disposeAll(g, params);
+  opt.dispose();
+});
+
+Deno.test("update: unknown names, wrong shapes and bad lr throw before anything changes", async () => {
+  const params = refParams();
+  const opt = new Optimizer(DEFAULT_OPTIMIZER, params);
+  const w0 = await params.get("conv.weight")!.data();
+  const g = refGrads(0);
+
+  const unknown = new Map(g).set("conv.wieght", tf.zeros([4, 3]));
+  assert.throws(() => opt.update(unknown), /unknown param "conv\.wieght"/);
+  const misshaped = new Map(g).set("conv.bias", tf.zeros([1, 5]));
+  assert.throws(() => opt.update(misshaped), /"conv\.bias" has shape \[1,5\], param is \[5\]/);
+  assert.throws(() => opt.update(g, -1), /lr must be/);
+  assert.throws(() => opt.update(g, NaN), /lr must be/);
+  assert.throws(() => opt.update(new Map()), /no gradients/);
+
+  assert.equal(opt.step, 0);
+  assert.deepEqual(await params.get("conv.weight")!.data(), w0);
+  for (const x of opt.state().values()) assert.ok((await x.data()).every((v) => v === 0));
+  unknown.get("conv.wieght")!.dispose();
+  misshaped.get("conv.bias")!.dispose();
+  disposeAll(g, params);
+  opt.dispose();
+  assert.throws(() => opt.update(g), /after dispose/);
+});
+
+Deno.test("load: refuses missing, extra, mis-shaped, non-float32 entries and a bad step", async () => {
+  const params = refParams();
+  const opt = new Optimizer(DEFAULT_OPTIMIZER, params);
+  const good = () => new Map([...opt.state()].map(([n, x]) => [n, tf.onesLike(x)]));
+
+  const missing = good();
+  missing.get("v/scale")!.dispose();
+  missing.delete("v/scale");
+  assert.throws(() => opt.load(missing, 3), /bad state: missing "v\/scale"/);
+  const extra = good().set("m/other", tf.zeros([2]));
+  assert.throws(() => opt.load(extra, 3), /unexpected "m\/other"/);
+  const shaped = good();
+  shaped.get("m/conv.weight")!.dispose();
+  shaped.set("m/conv.weight", tf.zeros([3, 4]));
+  assert.throws(() => opt.load(shaped, 3), /"m\/conv\.weight" has shape \[3,4\], expected \[4,3\]/);
+  const typed = good();
+  typed.get("v/conv.bias")!.dispose();
+  typed.set("v/conv.bias", tf.zeros([5], "int32"));
+  assert.throws(() => opt.load(typed, 3), /"v\/conv\.bias" is int32, expected float32/);
+  const ok = good();
+  assert.throws(() => opt.load(ok, -1), /step must be an integer >= 0/);
+  assert.throws(() => opt.load(ok, 2.5), /step must be an integer >= 0/);
+
+  // Nothing changed by the refusals.
+  assert.equal(opt.step, 0);
+  for (const x of opt.state().values()) assert.ok((await x.data()).every((v) => v === 0));
+  opt.load(ok, 3);
+  assert.equal(opt.step, 3);
+  for (const x of opt.state().values()) assert.ok((await x.data()).every((v) => v === 1));
+  disposeAll(missing, extra, shaped, typed, ok, params);
+  opt.dispose();
+});
+
+Deno.test("constructor: refuses bad configs", () => {
+  const params = new Map([["w", tf.variable(tf.zeros([2]))]]);
+  const bad: Partial<OptimizerConfig>[] = [
+    { lr: -1 },
+    { beta1: 1 },
+    { beta2: -0.1 },
+    { eps: -1 },
+    { weightDecay: NaN },
+    { kind: "sgd" as "adam" },
+  ];
+  for (const b of bad) {
+    assert.throws(
+      () => new Optimizer({ ...DEFAULT_OPTIMIZER, ...b }, params),
+      /Optimizer: /,
+      JSON.stringify(b),
+    );
+  }
+  disposeAll(params);
+});
+
+Deno.test("no tensor leaks: update (both branches, weight decay), state, load, dispose", () => {
+  const params = refParams();
+  const start = tf.memory().numTensors;
+  const opt = new Optimizer({ ...DEFAULT_OPTIMIZER, weightDecay: 0.01 }, params);
+  assert.equal(tf.memory().numTensors, start + 2 * params.size);
+  const adam = new Optimizer({ ...DEFAULT_OPTIMIZER, kind: "adam" }, params);
+  const afterInit = tf.memory().numTensors;
+  const g = refGrads(0);
+  const withGrads = tf.memory().numTensors;
+  for (let k = 0; k < 8; k++) { // t = 1..8 covers RAdam's un-rectified and rectified updates
+    opt.update(g, k % 2 === 0 ? undefined : 1e-3);
+    adam.update(g);
+    assert.equal(tf.memory().numTensors, withGrads, `after update ${k + 1}`);
+  }
+  opt.load(adam.state(), adam.step);
+  opt.state();
+  assert.equal(tf.memory().numTensors, withGrads);
+  disposeAll(g);
+  assert.equal(tf.memory().numTensors, afterInit);
+  opt.dispose();
+  adam.dispose();
+  assert.equal(tf.memory().numTensors, start);
+  disposeAll(params);
+});
