@@ -231,13 +231,18 @@ export interface LoadedCheckpoint {
   groups: Record<string, Map<string, tf.Tensor>>;
 }
 
+/** What a checkpoint must hold: per group, exactly these parameter names and shapes. */
+export type Expectation = Record<string, readonly Pick<ParamSpec, "name" | "shape">[]>;
+
 /**
- * Load a kit checkpoint. With `expect`, every group it names must hold exactly those parameters with those
- * shapes (missing, unexpected or mis-shaped names are refused, all listed at once).
+ * Load a kit checkpoint. With `expect` (or a function of the stored config and state that returns it), every
+ * group it names must hold exactly those parameters with those shapes (missing, unexpected or mis-shaped names
+ * are refused, all listed at once). `opts.groups` limits which groups become tensors (all by default).
  */
 export async function loadCheckpoint(
   path: string,
-  expect: Record<string, readonly Pick<ParamSpec, "name" | "shape">[]> = {},
+  expect: Expectation | ((config: unknown, state: unknown) => Expectation) = {},
+  opts: { groups?: readonly string[] } = {},
 ): Promise<LoadedCheckpoint> {
   const { tensors, metadata } = await readSafetensors(path);
   if (metadata.format !== FORMAT) {
@@ -253,6 +258,9 @@ export async function loadCheckpoint(
       throw new CheckpointError(path, `metadata ${key} is not valid JSON`);
     }
   };
+  const config = parse("ict_kit.config");
+  const state = parse("ict_kit.state");
+  const expected = typeof expect === "function" ? expect(config, state) : expect;
   const byGroup = new Map<string, Map<string, TensorEntry>>();
   for (const [full, t] of tensors) {
     const i = full.indexOf("/");
@@ -262,7 +270,7 @@ export async function loadCheckpoint(
     byGroup.get(g)!.set(full.slice(i + 1), t);
   }
   const problems: string[] = [];
-  for (const [group, specs] of Object.entries(expect)) {
+  for (const [group, specs] of Object.entries(expected)) {
     const have = byGroup.get(group) ?? new Map<string, TensorEntry>();
     if (!byGroup.has(group)) problems.push(`group "${group}" is missing`);
     const wanted = new Set(specs.map((s) => s.name));
@@ -284,9 +292,10 @@ export async function loadCheckpoint(
   }
   const groups: Record<string, Map<string, tf.Tensor>> = {};
   for (const [g, m] of byGroup) {
+    if (opts.groups && !opts.groups.includes(g)) continue;
     groups[g] = new Map(
       [...m].map(([name, t]) => [name, tf.tensor(t.data, t.shape, t.dtype === "I32" ? "int32" : "float32")]),
     );
   }
-  return { config: parse("ict_kit.config"), state: parse("ict_kit.state"), groups };
+  return { config, state, groups };
 }

@@ -3,22 +3,17 @@
 // convolution, dense layer, attention product and FIR filter), and memory estimates for a batch. Builds the
 // network's description only: nothing is allocated, so the largest configs print instantly.
 // --step also allocates the model and times one iCT training step at that batch on the chosen backend:
-// teacher forward (outside the gradient tape, the same dropout masks), student forward + backward, Pseudo-Huber.
+// the trainer's own step (lib/train/step.ts) with the CIFAR-10 recipe at N = 11.
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
-import { ctLoss, ictMetric, teacherOutput } from "../lib/losses.ts";
 import { buildNetwork, modelConfig, MODELS } from "../lib/models/index.ts";
 import { oneHotLabels } from "../lib/models/network.ts";
 import { countParams, numel } from "../lib/nn/params.ts";
 import { Rng } from "../lib/rng.ts";
-import {
-  ictDiscretizationSteps,
-  ictWeighting,
-  karrasSigmas,
-  sampleLognormalIndices,
-} from "../lib/schedules.ts";
+import { preset } from "../lib/train/config.ts";
+import { lossAndGrads, planStep } from "../lib/train/step.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -66,35 +61,18 @@ async function timeStep() {
   let t = performance.now();
   const params = model.init(0);
   const initSeconds = (performance.now() - t) / 1000;
-  const rng = Rng.seeded(1);
-  const sigmas = karrasSigmas(ictDiscretizationSteps(0, 400_000));
-  const idx = sampleLognormalIndices(sigmas, batch, rng);
-  const lambda = ictWeighting(sigmas);
+  // The trainer's own step at the first curriculum stage (N = 11) of the CIFAR-10 recipe: teacher forward
+  // outside the gradient tape (θ⁻ = stopgrad(θ), the same dropout masks), student forward + backward.
+  const recipe = { ...preset("cifar10"), model: config!, batch };
+  const plan = planStep(recipe, 0, Rng.seeded(1));
   const shape = [batch, ...net.sampleShape];
   const x = tf.clipByValue(tf.randomNormal(shape, 0, 0.5, "float32", 2), -1, 1);
-  const z = tf.randomNormal(shape, 0, 1, "float32", 3);
   const labels = net.labelDim
     ? oneHotLabels(Array.from({ length: batch }, (_, i) => i % net.labelDim), net.labelDim)
     : undefined;
-  const ctx = { training: true, dropoutSeed: rng.seed() };
-  const vars = [...params.values()].filter((v): v is tf.Variable => v instanceof tf.Variable);
-  const sigmaLo = Float64Array.from(idx, (i) => sigmas[i]);
   t = performance.now();
-  // The teacher (θ⁻ = stopgrad(θ), the same dropout masks) runs first, outside the gradient tape.
-  const fTeacher = teacherOutput(model.fn(params, ctx, labels), x, z, sigmaLo);
-  const { value, grads } = tf.variableGrads(() =>
-    ctLoss({
-      student: model.fn(params, ctx, labels),
-      teacher: fTeacher,
-      x,
-      z,
-      sigmaLo,
-      sigmaHi: Float64Array.from(idx, (i) => sigmas[i + 1]),
-      lambda: Float64Array.from(idx, (i) => lambda[i]),
-      metric: ictMetric(x.size / batch),
-    }), vars);
-  const loss = (await value.data())[0];
-  await Promise.all(Object.values(grads).map((g) => g.data()));
+  const { loss, grads } = await lossAndGrads(model, params, params, recipe, plan, { x, labels });
+  await Promise.all([...grads.values()].map((g) => g.data()));
   const stepSeconds = (performance.now() - t) / 1000;
   if (!Number.isFinite(loss)) throw new Error(`the training step gave a non-finite loss ${loss}`);
   return {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/rng.ts";
 import { sample, samplingSchedule, TWO_STEP_SIGMA } from "../lib/sampling.ts";
+import { karrasSigmas } from "../lib/schedules.ts";
 import type { SampleBatch, SigmaBatch } from "../lib/types.ts";
 
 await tf.setBackend("cpu");
@@ -43,5 +44,6 @@ Deno.test("sample: reproducible from the seed; bad schedules refused", async () 
   assert.deepEqual(a, b);
   assert.throws(() => sample(identity, [1, 2], [80, 90], Rng.seeded(1)), /must descend/);
   assert.throws(() => sample(identity, [1, 2], [], Rng.seeded(1)), /at least one/);
-  assert.throws(() => samplingSchedule(3), /1 or 2 steps/);
+  assert.deepEqual(samplingSchedule(3), Array.from(karrasSigmas(4)).reverse().slice(0, 3));
+  assert.throws(() => samplingSchedule(0), /integer >= 1/);
 });

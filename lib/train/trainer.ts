@@ -1,0 +1,251 @@
+// The state of a consistency-training run and one step of it: the student θ, its EMA (for sampling), CT's
+// EMA teacher when asked for, the optimizer, the host RNG and the data order. A checkpoint holds all of it, so
+// a resumed run takes exactly the steps the uninterrupted one would have taken.
+import * as tf from "@tensorflow/tfjs";
+import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
+import { ConsistencyModel } from "../consistency_model.ts";
+import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
+import { disposeParams, type Params } from "../nn/params.ts";
+import { Rng, type RngState } from "../rng.ts";
+import { type TrainConfig, validateConfig } from "./config.ts";
+import { Optimizer } from "./optim.ts";
+import { copyParams, emaUpdate, lossAndGrads, planStep } from "./step.ts";
+
+/** The JSON part of a checkpoint. */
+export interface TrainState {
+  /** Steps completed: the next step is k = step. */
+  step: number;
+  rng: RngState;
+  loader: LoaderState;
+  optimizerStep: number;
+}
+
+/** What one step reports. */
+export interface StepMetrics {
+  /** The step's k (0-based): the curriculum was at N(k). */
+  k: number;
+  loss: number;
+  n: number;
+  lr: number;
+  gradNorm: number;
+  seconds: number;
+}
+
+/** A loss or gradient that is NaN or ±Inf. The parameters were NOT updated with it. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly metrics: Omit<StepMetrics, "seconds">) {
+    super(
+      `the loss or its gradient is not finite at step ${metrics.k} (loss ${metrics.loss}, gradient norm ` +
+        `${metrics.gradNorm}, N(k) = ${metrics.n}, lr = ${metrics.lr}); the parameters were not updated with it`,
+    );
+    this.name = "NonFiniteLossError";
+  }
+}
+
+// Separate streams from one seed: parameters, the step RNG, the data order.
+const SEED_OFFSETS = { params: 0, steps: 1, data: 2 } as const;
+
+export class Trainer {
+  private constructor(
+    readonly config: TrainConfig,
+    readonly model: ConsistencyModel,
+    readonly params: Map<string, tf.Tensor>,
+    readonly ema: Map<string, tf.Tensor>,
+    /** CT's EMA teacher θ⁻; null in iCT, where θ⁻ = stopgrad(θ). */
+    readonly teacher: Map<string, tf.Tensor> | null,
+    readonly optimizer: Optimizer,
+    private rng: Rng,
+    readonly loader: DataLoader,
+    private steps: number,
+  ) {}
+
+  /** A fresh run: parameters initialized from config.seed. */
+  static create(config: TrainConfig, dataset: Dataset): Trainer {
+    validateConfig(config);
+    const model = modelFor(config, dataset);
+    const params = model.init(config.seed + SEED_OFFSETS.params);
+    return new Trainer(
+      config,
+      model,
+      params,
+      copyParams(params),
+      config.teacher === "ema" ? copyParams(params) : null,
+      new Optimizer(config.optimizer, trainable(params)),
+      Rng.seeded(config.seed + SEED_OFFSETS.steps),
+      loaderFor(config, model, dataset),
+      0,
+    );
+  }
+
+  /** Continue from a checkpoint written by `save`. The config is the checkpoint's, with `loop` values applied. */
+  static async load(path: string, dataset: Dataset, loop: Partial<TrainConfig> = {}): Promise<Trainer> {
+    let config: TrainConfig | undefined;
+    let model: ConsistencyModel | undefined;
+    // One read: the stored config says which groups and shapes the file must hold.
+    const saved = await loadCheckpoint(path, (stored) => {
+      if (!(stored as TrainConfig)?.model) throw new CheckpointError(path, "has no training config");
+      config = { ...(stored as TrainConfig), ...loop };
+      validateConfig(config);
+      model = modelFor(config, dataset);
+      const specs = model.network.specs;
+      const expect: Expectation = { params: specs, ema: specs };
+      if (config.teacher === "ema") expect.teacher = specs;
+      return expect;
+    });
+    const state = saved.state as TrainState;
+    if (!state || !Number.isInteger(state.step) || !state.rng || !state.loader) {
+      throw new CheckpointError(path, "has no training state (step, rng, loader): not a training checkpoint");
+    }
+    const specs = model!.network.specs;
+    const restore = (group: Map<string, tf.Tensor>) => {
+      const out = new Map<string, tf.Tensor>();
+      for (const s of specs) {
+        const t = group.get(s.name)!;
+        out.set(s.name, s.trainable ? tf.variable(t, true) : t);
+        if (s.trainable) t.dispose();
+      }
+      return out;
+    };
+    const params = restore(saved.groups.params);
+    const optimizer = new Optimizer(config!.optimizer, trainable(params));
+    const moments = saved.groups.optimizer ?? new Map();
+    try {
+      optimizer.load(moments, state.optimizerStep);
+    } catch (e) {
+      disposeParams(params);
+      optimizer.dispose();
+      throw new CheckpointError(path, `optimizer state does not fit: ${(e as Error).message}`);
+    } finally {
+      disposeParams(moments);
+    }
+    return new Trainer(
+      config!,
+      model!,
+      params,
+      restore(saved.groups.ema),
+      config!.teacher === "ema" ? restore(saved.groups.teacher) : null,
+      optimizer,
+      Rng.fromState(state.rng),
+      loaderFor(config!, model!, dataset, state.loader),
+      state.step,
+    );
+  }
+
+  /** Steps completed so far. */
+  get step(): number {
+    return this.steps;
+  }
+
+  /** Optimizer step k = this.step: plan, loss and gradient, update, EMAs. */
+  async trainStep(): Promise<StepMetrics> {
+    const started = performance.now();
+    const c = this.config;
+    const k = this.steps;
+    const plan = planStep(c, k, this.rng);
+    const batch = this.loader.next();
+    const lr = c.optimizer.lr;
+    let result;
+    try {
+      result = await lossAndGrads(this.model, this.params, this.teacher ?? this.params, c, plan, batch);
+    } finally {
+      batch.x.dispose();
+      batch.labels?.dispose();
+    }
+    const { loss, grads, gradNorm } = result;
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      for (const g of grads.values()) g.dispose();
+      throw new NonFiniteLossError({ k, loss, n: plan.n, lr, gradNorm });
+    }
+    this.optimizer.update(grads, lr);
+    for (const g of grads.values()) g.dispose();
+    emaUpdate(this.ema, this.params, c.emaDecay); // student EMA, for sampling
+    if (this.teacher) emaUpdate(this.teacher, this.params, plan.mu); // CT: θ⁻ ← μ(k)θ⁻ + (1 − μ(k))θ
+    this.steps = k + 1;
+    return { k, loss, n: plan.n, lr, gradNorm, seconds: (performance.now() - started) / 1000 };
+  }
+
+  /** Everything needed to continue, in one safetensors file (atomic write). */
+  async save(path: string): Promise<void> {
+    const groups: Record<string, Params> = {
+      params: this.params,
+      ema: this.ema,
+      optimizer: this.optimizer.state(),
+    };
+    if (this.teacher) groups.teacher = this.teacher;
+    const state: TrainState = {
+      step: this.steps,
+      rng: this.rng.state(),
+      loader: this.loader.state(),
+      optimizerStep: this.optimizer.step,
+    };
+    await saveCheckpoint(path, { config: this.config, groups, state });
+  }
+
+  dispose(): void {
+    disposeParams(this.params);
+    disposeParams(this.ema);
+    if (this.teacher) disposeParams(this.teacher);
+    this.optimizer.dispose();
+  }
+}
+
+function modelFor(config: TrainConfig, dataset: Dataset): ConsistencyModel {
+  const model = ConsistencyModel.fromConfig(config.model, { sigmaData: config.sigmaData });
+  const want = model.network.sampleShape.join("×");
+  if (dataset.sampleShape.join("×") !== want) {
+    throw new Error(
+      `the model takes samples of ${want} but dataset ${dataset.name} has ${
+        dataset.sampleShape.join("×")
+      }: ` +
+        `pick a model for this data with --model NAME`,
+    );
+  }
+  const labelDim = model.network.labelDim;
+  if (labelDim > 0 && dataset.labelDim !== labelDim) {
+    throw new Error(
+      `the model is conditional on ${labelDim} classes but dataset ${dataset.name} has ${dataset.labelDim}`,
+    );
+  }
+  return model;
+}
+
+function loaderFor(
+  config: TrainConfig,
+  model: ConsistencyModel,
+  dataset: Dataset,
+  state?: LoaderState,
+): DataLoader {
+  return new DataLoader(dataset, config.batch, {
+    seed: config.seed + SEED_OFFSETS.data,
+    flip: config.data.flip,
+    labels: model.network.labelDim > 0,
+    state,
+  });
+}
+
+function trainable(params: Params): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const [name, t] of params) if (t instanceof tf.Variable && t.trainable) out.set(name, t);
+  return out;
+}
+
+/** The parameters of a checkpoint for sampling: the student's EMA (default) or the online student. */
+export async function loadForSampling(
+  path: string,
+  which: "ema" | "params" = "ema",
+): Promise<{ config: TrainConfig; model: ConsistencyModel; params: Map<string, tf.Tensor>; step: number }> {
+  let config: TrainConfig | undefined;
+  let model: ConsistencyModel | undefined;
+  const loaded = await loadCheckpoint(path, (stored) => {
+    config = stored as TrainConfig;
+    if (!config?.model) throw new CheckpointError(path, "has no model config: not a kit training checkpoint");
+    model = ConsistencyModel.fromConfig(config.model, { sigmaData: config.sigmaData });
+    return { [which]: model.network.specs };
+  }, { groups: [which] });
+  return {
+    config: config!,
+    model: model!,
+    params: loaded.groups[which],
+    step: (loaded.state as TrainState | null)?.step ?? 0,
+  };
+}

@@ -1,0 +1,48 @@
+// deno task data:cifar10 [--dir DIR]
+// Download CIFAR-10 (binary version, 163 MB) from the authors' page, check the published md5, and unpack
+// the six .bin files into DIR/cifar-10-batches-bin/ (default data/cifar10). Does nothing if they are there.
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  CIFAR10_DIR,
+  CIFAR10_FILES,
+  CIFAR10_MD5,
+  CIFAR10_URL,
+  downloadCifar10,
+} from "../lib/data/cifar10.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { dir: { type: "string", default: CIFAR10_DIR }, help: { type: "boolean", default: false } },
+});
+if (values.help) {
+  console.log("usage: deno task data:cifar10 [--dir DIR]   (default DIR: data/cifar10)");
+  Deno.exit(0);
+}
+
+const mb = (n: number) => (n / 1e6).toFixed(1);
+const tty = Deno.stdout.isTerminal();
+let lastTenth = -1;
+function progress(received: number, total: number | undefined) {
+  const text = total ? `${mb(received)} / ${mb(total)} MB` : `${mb(received)} MB`;
+  if (tty) {
+    Deno.stdout.writeSync(new TextEncoder().encode(`\rdownloading: ${text}   `));
+  } else if (total && Math.floor((10 * received) / total) > lastTenth) {
+    lastTenth = Math.floor((10 * received) / total);
+    console.log(`downloading: ${text}`);
+  }
+}
+
+console.log(`CIFAR-10: ${CIFAR10_URL} (md5 ${CIFAR10_MD5}) → ${values.dir}`);
+try {
+  const { dir, downloaded } = await downloadCifar10(values.dir, { onProgress: progress });
+  if (tty && downloaded) console.log();
+  console.log(downloaded ? "md5 verified; unpacked:" : "already there (official sizes), nothing downloaded:");
+  for (const f of [...CIFAR10_FILES.train, ...CIFAR10_FILES.test]) {
+    console.log(`  ${join(dir, f)}  ${mb(Deno.statSync(join(dir, f)).size)} MB`);
+  }
+} catch (e) {
+  if (tty) console.log();
+  console.error(`error: ${(e as Error).message}`);
+  Deno.exit(1);
+}

@@ -1,0 +1,402 @@
+// The training step, its ablation switches, gradient accumulation, the EMAs, exact resume, interrupted
+// checkpoint writes and the NaN guard, on tiny networks on the cpu backend.
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { ConsistencyModel } from "../lib/consistency_model.ts";
+import type { Dataset } from "../lib/data/dataset.ts";
+import { pseudoHuber, squaredL2 } from "../lib/losses.ts";
+import type { MlpConfig } from "../lib/models/mlp.ts";
+import { EVAL } from "../lib/nn/params.ts";
+import { Rng } from "../lib/rng.ts";
+import {
+  ctDiscretizationSteps,
+  ctTeacherEmaDecay,
+  ictDiscretizationSteps,
+  karrasSigmas,
+} from "../lib/schedules.ts";
+import { assertClose } from "../lib/testing.ts";
+import {
+  applyOverrides,
+  checkResumeFlags,
+  parseFlags,
+  preset,
+  type TrainConfig,
+} from "../lib/train/config.ts";
+import { listCheckpoints, runTraining } from "../lib/train/run.ts";
+import { emaUpdate, lossAndGrads, metricOf, planStep } from "../lib/train/step.ts";
+import { NonFiniteLossError, Trainer } from "../lib/train/trainer.ts";
+
+await tf.setBackend("cpu");
+
+const MLP: MlpConfig = {
+  family: "mlp",
+  dim: 2,
+  hidden: 16,
+  depth: 2,
+  noiseChannels: 8,
+  fourierScale: 0.02,
+  dropout: 0,
+};
+
+/** A fixed set of 2-D points; `poison` makes every value of sample `poison` NaN. */
+function points(size: number, seed: number, poison = -1): Dataset {
+  const rng = Rng.seeded(seed);
+  const data = Float32Array.from({ length: size * 2 }, () => rng.normal() * 0.5);
+  if (poison >= 0) data.fill(NaN, poison * 2, poison * 2 + 2);
+  return {
+    name: "points",
+    sampleShape: [2],
+    size,
+    labelDim: 0,
+    get(indices) {
+      const x = new Float32Array(indices.length * 2);
+      Array.from(indices).forEach((i, k) => x.set(data.subarray(i * 2, i * 2 + 2), k * 2));
+      return { x };
+    },
+  };
+}
+
+/** A small config on 2-D points with every loop value set for tests. */
+function toyConfig(extra: Partial<TrainConfig> = {}): TrainConfig {
+  return {
+    ...preset("toy2d"),
+    model: { ...MLP },
+    totalIters: 400,
+    batch: 8,
+    optimizer: { ...preset("toy2d").optimizer, lr: 1e-3 },
+    emaDecay: 0.9,
+    checkpointEvery: 5,
+    keepCheckpoints: 2,
+    sampleEvery: 0,
+    logEvery: 1,
+    ...extra,
+  };
+}
+
+async function tempDir() {
+  return await Deno.makeTempDir({ prefix: "ict-train-test-" });
+}
+
+Deno.test("presets carry the paper's values", () => {
+  const c = preset("cifar10");
+  assert.equal(c.optimizer.kind, "radam");
+  assert.equal(c.optimizer.lr, 1e-4);
+  assert.equal(c.batch, 1024);
+  assert.equal(c.totalIters, 400_000);
+  assert.equal(c.emaDecay, 0.99993);
+  assert.equal(c.model.family === "ncsnpp" && c.model.dropout, 0.3);
+  assert.deepEqual(
+    [c.teacher, c.metric, c.curriculum, c.s0, c.s1, c.noise, c.pMean, c.pStd, c.weighting, c.sharedDropout],
+    ["stopgrad", "pseudo-huber", "exponential", 10, 1280, "lognormal", -1.1, 2.0, "ict", true],
+  );
+  assert.equal(c.sigmaMid, 0.821);
+  const i = preset("imagenet64");
+  assert.equal(i.batch, 4096);
+  assert.equal(i.totalIters, 800_000);
+  assert.equal(i.sigmaMid, 1.526);
+  assert.equal(i.model.family === "adm" && i.model.labelDim, 1000);
+  assert.equal(
+    preset("cifar10-deep").model.family === "ncsnpp" &&
+      (preset("cifar10-deep").model as { numBlocks: number }).numBlocks,
+    8,
+  );
+});
+
+Deno.test("flags override any value, typed; bad flags say what is valid", () => {
+  const c = preset("cifar10");
+  applyOverrides(
+    c,
+    parseFlags([
+      "--max-steps",
+      "2",
+      "--batch=2",
+      "--optimizer.lr",
+      "2e-4",
+      "--model.dropout",
+      "0.1",
+      "--shared-dropout",
+      "false",
+    ]),
+  );
+  assert.equal(c.maxSteps, 2);
+  assert.equal(c.batch, 2);
+  assert.equal(c.optimizer.lr, 2e-4);
+  assert.equal((c.model as { dropout: number }).dropout, 0.1);
+  assert.equal(c.sharedDropout, false);
+  applyOverrides(c, parseFlags(["--recipe", "ct"]));
+  assert.deepEqual([c.teacher, c.metric, c.curriculum, c.noise, c.weighting], [
+    "ema",
+    "l2",
+    "sqrt",
+    "uniform",
+    "uniform",
+  ]);
+  assert.throws(
+    () => applyOverrides(preset("cifar10"), parseFlags(["--optimizer.lrr", "1"])),
+    /unknown setting --optimizer.lrr.*optimizer\.lr/,
+  );
+  assert.throws(
+    () => applyOverrides(preset("cifar10"), parseFlags(["--batch", "many"])),
+    /--batch takes a number/,
+  );
+  assert.throws(
+    () => applyOverrides(preset("cifar10"), parseFlags(["--batch", "10", "--micro-batch", "3"])),
+    /multiple of microBatch/,
+  );
+  assert.throws(() => preset("cifar100"), /cifar10, cifar10-deep/);
+  assert.doesNotThrow(() => checkResumeFlags(parseFlags(["--max-steps", "9", "--checkpoint-every", "3"])));
+  assert.throws(() => checkResumeFlags(parseFlags(["--batch", "9"])), /only maxSteps.*Drop --batch/);
+});
+
+Deno.test("one step's loss equals a hand computation of Eq. 5", async () => {
+  const c = toyConfig({ batch: 4 });
+  const model = new ConsistencyModel(ConsistencyModel.fromConfig(MLP).network);
+  const params = model.init(3);
+  const x = tf.tensor2d([[0.3, -0.2], [1.1, 0.4], [-0.7, 0.9], [0.05, -1.2]]);
+  const plan = planStep(c, 123, Rng.seeded(9));
+  const { loss, grads } = await lossAndGrads(model, params, params, c, plan, { x });
+  // By hand: f(x, σ) = c_skip x + c_out F(c_in x, c_noise) with the paper's scalings, d = Pseudo-Huber on
+  // each sample's ℓ2 distance, λ = 1/(σ_{i+1} − σ_i), mean over the batch.
+  const z = await tf.randomNormal([4, 2], 0, 1, "float32", plan.zSeed).array() as number[][];
+  const xs = await x.array() as number[][];
+  const f = async (sigma: number, b: number) => {
+    const sd = 0.5, smin = 0.002;
+    const cSkip = sd ** 2 / ((sigma - smin) ** 2 + sd ** 2);
+    const cOut = (sd * (sigma - smin)) / Math.sqrt(sigma ** 2 + sd ** 2);
+    const cIn = 1 / Math.sqrt(sigma ** 2 + sd ** 2);
+    const noisy = xs[b].map((v, d) => v + sigma * z[b][d]);
+    const F = await model.network.apply(
+      params,
+      tf.tensor2d([noisy.map((v) => v * cIn)]),
+      tf.tensor1d([0.25 * Math.log(sigma)]),
+      EVAL,
+    ).array() as number[][];
+    return noisy.map((v, d) => cSkip * v + cOut * F[0][d]);
+  };
+  const cHuber = 0.00054 * Math.sqrt(2);
+  let expected = 0;
+  for (let b = 0; b < 4; b++) {
+    const hi = plan.sigmas[plan.indices[b] + 1];
+    const lo = plan.sigmas[plan.indices[b]];
+    const a = await f(hi, b);
+    const t = await f(lo, b);
+    const sq = (a[0] - t[0]) ** 2 + (a[1] - t[1]) ** 2;
+    expected += (1 / (hi - lo)) * (Math.sqrt(sq + cHuber ** 2) - cHuber) / 4;
+  }
+  await assertClose(loss, expected, { rtol: 2e-5, atol: 1e-7, message: "loss" });
+  assert.equal(plan.n, ictDiscretizationSteps(123, c.totalIters));
+  assert.equal(grads.size, [...params.values()].filter((t) => t instanceof tf.Variable).length);
+});
+
+Deno.test("each ablation switch changes exactly what it says", () => {
+  const base = toyConfig();
+  const k = 250;
+  const ict = planStep(base, k, Rng.seeded(4), 4096);
+  const same = (a: ReturnType<typeof planStep>, b: ReturnType<typeof planStep>, keys: (keyof typeof a)[]) => {
+    for (const key of keys) assert.deepEqual(a[key], b[key], `${String(key)} should not change`);
+  };
+  // Weighting: only λ changes (1/Δσ → 1).
+  const uw = planStep({ ...base, weighting: "uniform" }, k, Rng.seeded(4), 4096);
+  same(ict, uw, ["n", "sigmas", "indices", "sigmaLo", "sigmaHi", "zSeed", "studentDropoutSeed", "mu"]);
+  assert.ok(uw.lambda.every((v) => v === 1));
+  ict.lambda.forEach((v, b) => assert.equal(v, 1 / (ict.sigmaHi[b] - ict.sigmaLo[b])));
+  // Curriculum: only N(k) and the grid it implies.
+  const sq = planStep({ ...base, curriculum: "sqrt" }, k, Rng.seeded(4), 4096);
+  assert.equal(ict.n, ictDiscretizationSteps(k, base.totalIters, 10, 1280));
+  assert.equal(sq.n, ctDiscretizationSteps(k, base.totalIters, 10, 1280));
+  assert.notEqual(sq.n, ict.n);
+  assert.deepEqual(sq.sigmas, karrasSigmas(sq.n));
+  // Noise sampling: lognormal puts most pairs near σ ≈ e^−1.1; uniform spreads them evenly over pairs.
+  const un = planStep({ ...base, noise: "uniform" }, k, Rng.seeded(4), 4096);
+  same(ict, un, ["n", "sigmas"]);
+  const share = (p: ReturnType<typeof planStep>, j: number) => p.indices.filter((i) => i === j).length / 4096;
+  const last = ict.n - 2;
+  assert.ok(share(ict, last) < 0.01, `lognormal draws the top pair rarely (${share(ict, last)})`);
+  assert.ok(Math.abs(share(un, last) - 1 / (ict.n - 1)) < 0.02, `uniform draws it 1/(N−1) of the time`);
+  // Dropout masks: shared → the teacher's seed is the student's; off → a different one.
+  assert.equal(ict.teacherDropoutSeed, ict.studentDropoutSeed);
+  const indep = planStep({ ...base, sharedDropout: false }, k, Rng.seeded(4), 4096);
+  assert.notEqual(indep.teacherDropoutSeed, indep.studentDropoutSeed);
+  same(ict, indep, ["n", "indices", "lambda", "zSeed", "studentDropoutSeed"]);
+  // Teacher: stopgrad → μ = 0 (θ⁻ = θ); EMA → CT's μ(k).
+  assert.equal(ict.mu, 0);
+  const ema = planStep({ ...base, teacher: "ema" }, k, Rng.seeded(4), 4096);
+  assert.equal(ema.mu, ctTeacherEmaDecay(k, base.totalIters, 0.9, 10, 1280));
+  same(ict, ema, ["n", "indices", "lambda", "zSeed"]);
+});
+
+Deno.test("the metric switch: Pseudo-Huber with c = 0.00054·√d, or squared ℓ2", async () => {
+  const a = tf.tensor2d([[0, 0, 0], [1, 2, 2]]);
+  const b = tf.tensor2d([[0.01, 0, 0], [0, 0, 0]]);
+  await assertClose(metricOf(toyConfig({ metric: "l2" }), 3)(a, b), squaredL2(a, b));
+  await assertClose(metricOf(toyConfig(), 3)(a, b), pseudoHuber(a, b, 0.00054 * Math.sqrt(3)));
+  await assertClose(metricOf(toyConfig(), 3)(a, b), [
+    Math.sqrt(1e-4 + 0.00054 ** 2 * 3) - 0.00054 * Math.sqrt(3),
+    Math.sqrt(9 + 0.00054 ** 2 * 3) - 0.00054 * Math.sqrt(3),
+  ], { rtol: 1e-5 });
+});
+
+Deno.test("shared dropout: student and teacher see the same mask only when asked", async () => {
+  const model = ConsistencyModel.fromConfig({ ...MLP, dropout: 0.5 });
+  const params = model.init(1);
+  const x = tf.ones([2, 2]);
+  const s = new Float64Array([1, 1]);
+  const plan = (shared: boolean) => planStep(toyConfig({ sharedDropout: shared }), 0, Rng.seeded(2), 2);
+  for (const shared of [true, false]) {
+    const p = plan(shared);
+    const student = await model.apply(params, x, s, { training: true, dropoutSeed: p.studentDropoutSeed })
+      .data();
+    const teacher = await model.apply(params, x, s, { training: true, dropoutSeed: p.teacherDropoutSeed })
+      .data();
+    assert.equal(Array.from(student).join() === Array.from(teacher).join(), shared);
+  }
+});
+
+Deno.test("gradient accumulation over micro-batches equals one pass over the batch", async () => {
+  const c = toyConfig({ batch: 8 });
+  const model = ConsistencyModel.fromConfig(MLP);
+  const params = model.init(5);
+  const x = tf.tensor2d(points(8, 1).get([0, 1, 2, 3, 4, 5, 6, 7]).x, [8, 2]);
+  const plan = planStep(c, 77, Rng.seeded(1));
+  const full = await lossAndGrads(model, params, params, c, plan, { x });
+  const acc = await lossAndGrads(model, params, params, { ...c, microBatch: 2 }, plan, { x });
+  await assertClose(acc.loss, full.loss, { rtol: 1e-5 });
+  for (const [name, g] of full.grads) {
+    await assertClose(acc.grads.get(name)!, g, { rtol: 1e-4, atol: 1e-7, message: name });
+  }
+});
+
+Deno.test("the student EMA moves toward the student, and CT's teacher follows μ(k)", async () => {
+  const target = new Map([["w", tf.variable(tf.tensor1d([0, 10]))]]);
+  emaUpdate(target, new Map([["w", tf.tensor1d([1, 0])]]), 0.9);
+  await assertClose(target.get("w")!, [0.1, 9]);
+
+  const c = toyConfig({ teacher: "ema", emaDecay: 0.5 });
+  const trainer = Trainer.create(c, points(64, 3));
+  const before = await trainer.params.get("output.weight")!.data();
+  await trainer.trainStep();
+  const mu = ctTeacherEmaDecay(0, c.totalIters, c.teacherMu0, c.s0, c.s1);
+  const after = await trainer.params.get("output.weight")!.data();
+  const teacher = await trainer.teacher!.get("output.weight")!.data();
+  const ema = await trainer.ema.get("output.weight")!.data();
+  const mix = (d: number) => before.map((v, i) => d * v + (1 - d) * after[i]);
+  await assertClose(teacher, mix(mu), { rtol: 1e-5, atol: 1e-7 });
+  await assertClose(ema, mix(0.5), { rtol: 1e-5, atol: 1e-7 });
+  assert.ok(before.some((v, i) => v !== after[i]), "the step changed the student");
+  trainer.dispose();
+});
+
+Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 steps after the restart)", async () => {
+  for (const extra of [{}, { teacher: "ema" as const, model: { ...MLP, dropout: 0.2 } }]) {
+    const c = toyConfig({ ...extra, checkpointEvery: 7 });
+    const data = points(50, 8); // 50 samples, batch 8: epochs turn over inside the run
+    const a = await tempDir();
+    const whole = await runTraining(c, {
+      runDir: a,
+      dataset: data,
+      quiet: true,
+      signals: false,
+      stopAfter: 35,
+    });
+    const b = await tempDir();
+    const first = await runTraining(c, {
+      runDir: b,
+      dataset: data,
+      quiet: true,
+      signals: false,
+      stopAfter: 10,
+    });
+    assert.equal(first.step, 10);
+    assert.match(first.lastCheckpoint, /step-00000010/);
+    const rest = await runTraining(c, {
+      runDir: b,
+      dataset: data,
+      quiet: true,
+      signals: false,
+      resume: true,
+      stopAfter: 25,
+    });
+    assert.equal(rest.step, 35);
+    assert.deepEqual(
+      rest.history.map((m) => m.loss),
+      whole.history.slice(10).map((m) => m.loss),
+      "losses after the restart",
+    );
+    assert.deepEqual(first.history.map((m) => m.loss), whole.history.slice(0, 10).map((m) => m.loss));
+    // The metrics log of the resumed run equals the uninterrupted one, line for line (times aside).
+    const strip = async (d: string) =>
+      (await Deno.readTextFile(`${d}/metrics.jsonl`)).trim().split("\n").map((l) => {
+        const { time: _t, imagesPerSec: _i, ...rest } = JSON.parse(l);
+        return rest;
+      });
+    assert.deepEqual(await strip(b), await strip(a));
+    // keepCheckpoints = 2: only the two newest remain.
+    assert.deepEqual((await listCheckpoints(b)).map((x) => x.step), [35, 28]);
+  }
+});
+
+Deno.test("a fresh run refuses a directory that holds checkpoints; --resume refuses an empty one", async () => {
+  const dir = await tempDir();
+  const c = toyConfig();
+  await runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false, stopAfter: 1 });
+  await assert.rejects(
+    runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false }),
+    /--resume/,
+  );
+  await assert.rejects(
+    runTraining(c, {
+      runDir: await tempDir(),
+      dataset: points(16, 1),
+      quiet: true,
+      signals: false,
+      resume: true,
+    }),
+    /no checkpoint/,
+  );
+});
+
+Deno.test("a NaN loss stops the run, keeps the last good checkpoint and says so", async () => {
+  const dir = await tempDir();
+  const c = toyConfig({ checkpointEvery: 2, batch: 4 });
+  // 12 samples, one poisoned: it shows up in the first epoch's batches at some step > 0.
+  const data = points(12, 2, 7);
+  const err = await runTraining(c, { runDir: dir, dataset: data, quiet: true, signals: false }).catch((e) =>
+    e
+  );
+  assert.ok(err instanceof NonFiniteLossError, String(err));
+  assert.match(err.message, /not finite at step \d+ .*not updated/);
+  const kept = await listCheckpoints(dir);
+  const bad = err.metrics.k;
+  assert.ok(
+    kept.length > 0 && kept.every((k) => k.step <= bad),
+    `checkpoints ${kept.map((k) => k.step)} vs bad step ${bad}`,
+  );
+  const ck = await loadCheckpoint(kept[0].path);
+  for (const t of ck.groups.params.values()) assert.ok((await t.data()).every(Number.isFinite));
+});
+
+Deno.test("killing the process in the middle of checkpoint writes leaves a loadable checkpoint", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/ckpt.safetensors`;
+  const script = new URL("./reference/checkpoint_writer.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", script, path],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  // Wait for the first complete write, then kill during the following ones.
+  const reader = child.stdout.getReader();
+  let seen = "";
+  while (!seen.includes("wrote 3")) seen += new TextDecoder().decode((await reader.read()).value);
+  await new Promise((r) => setTimeout(r, 37));
+  child.kill("SIGKILL");
+  await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel().catch(() => {});
+  const ck = await loadCheckpoint(path);
+  const version = (ck.state as { version: number }).version;
+  assert.ok(version >= 3, `version ${version}`);
+  const values = await ck.groups.params.get("w")!.data();
+  assert.ok(values.every((v) => v === version), "every value belongs to one complete write");
+});
