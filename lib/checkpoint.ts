@@ -225,6 +225,46 @@ export async function saveCheckpoint(path: string, c: CheckpointContents): Promi
   });
 }
 
+/** The config and state of a kit checkpoint, from its header alone (no tensor data is read). */
+export async function readCheckpointInfo(path: string): Promise<{ config: unknown; state: unknown }> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new CheckpointError(path, "file not found");
+    throw e;
+  }
+  try {
+    const readExactly = async (n: number) => {
+      const buf = new Uint8Array(n);
+      for (let done = 0; done < n;) {
+        const got = await file.read(buf.subarray(done));
+        if (got === null) throw new CheckpointError(path, `truncated: the header needs ${n} bytes`);
+        done += got;
+      }
+      return buf;
+    };
+    const n = Number(new DataView((await readExactly(8)).buffer).getBigUint64(0, true));
+    if (n > MAX_HEADER) throw new CheckpointError(path, `header length ${n} is not plausible: corrupted`);
+    let metadata: Record<string, string>;
+    try {
+      metadata = JSON.parse(new TextDecoder().decode(await readExactly(n)))["__metadata__"] ?? {};
+    } catch (e) {
+      if (e instanceof CheckpointError) throw e;
+      throw new CheckpointError(path, `header is not valid JSON: corrupted`);
+    }
+    if (metadata.format !== FORMAT) {
+      throw new CheckpointError(
+        path,
+        `not an ict-kit checkpoint (format "${metadata.format}", expected "${FORMAT}")`,
+      );
+    }
+    return { config: JSON.parse(metadata["ict_kit.config"]), state: JSON.parse(metadata["ict_kit.state"]) };
+  } finally {
+    file.close();
+  }
+}
+
 export interface LoadedCheckpoint {
   config: unknown;
   state: unknown;

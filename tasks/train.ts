@@ -4,8 +4,16 @@
 // overridden by a flag (`--batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`). Ctrl-C saves a checkpoint
 // and stops; `--resume` continues the run exactly where it stopped.
 import { initBackend } from "../lib/backend.ts";
-import { applyOverrides, checkResumeFlags, parseFlags, preset, PRESETS } from "../lib/train/config.ts";
-import { runTraining } from "../lib/train/run.ts";
+import { readCheckpointInfo } from "../lib/checkpoint.ts";
+import {
+  applyOverrides,
+  checkResumeFlags,
+  parseFlags,
+  preset,
+  PRESETS,
+  type TrainConfig,
+} from "../lib/train/config.ts";
+import { latestCheckpoint, runTraining } from "../lib/train/run.ts";
 
 const TASK_FLAGS = ["config", "run", "resume", "backend", "help"];
 const flags = parseFlags(Deno.args, ["resume", "help"]);
@@ -21,11 +29,14 @@ if (get("help")) {
 const name = get("config") ?? "toy2d";
 const resume = get("resume") === "true";
 const settings = flags.filter(([k]) => !TASK_FLAGS.includes(k));
-const config = preset(name);
+const runDir = get("run") ?? `runs/${name}`;
+// A resumed run continues with its own config (from its newest checkpoint); only loop settings may change.
 if (resume) checkResumeFlags(settings);
+const config = resume
+  ? (await readCheckpointInfo(await latestCheckpoint(runDir))).config as TrainConfig
+  : preset(name);
 applyOverrides(config, settings);
 await initBackend(); // reads --backend
-const runDir = get("run") ?? `runs/${name}`;
 const result = await runTraining(config, { runDir, resume });
 console.log(`run: ${runDir}  step ${result.step}  checkpoint ${result.lastCheckpoint}`);
 Deno.exit(0);

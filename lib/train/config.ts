@@ -41,7 +41,10 @@ export interface TrainConfig {
   totalIters: number;
   /** Images per optimizer step (the paper's batch). */
   batch: number;
-  /** Images per forward/backward pass; gradients of batch/microBatch passes are accumulated. 0 = batch. */
+  /**
+   * Images per forward/backward pass; gradients of batch/microBatch passes are accumulated. 0 = auto: what
+   * fits the wasm heap on wasm, the whole batch elsewhere (resolved when a run starts).
+   */
   microBatch: number;
   optimizer: OptimizerConfig;
   /** Decay of the student EMA used for sampling (0.99993 on CIFAR-10). */
@@ -214,12 +217,15 @@ export function validateConfig(c: TrainConfig): void {
   if (problems.length) throw new Error(`bad training config: ${problems.join("; ")}`);
 }
 
-/** A resumed run keeps its config: refuse flags that would change anything but the loop settings. */
+/** Settings a resumed run may change: the loop, and where its data lives. */
+export const RESUME_KEYS: readonly string[] = [...LOOP_KEYS, "data.dir"];
+
+/** A resumed run keeps its config: refuse flags that would change anything but RESUME_KEYS. */
 export function checkResumeFlags(flags: [string, string][]): void {
-  const fixed = flags.filter(([k]) => !(LOOP_KEYS as readonly string[]).includes(camel(k)));
+  const fixed = flags.filter(([k]) => !RESUME_KEYS.includes(k.split(".").map(camel).join(".")));
   if (fixed.length) {
     throw new Error(
-      `--resume continues a run with its own config; only ${LOOP_KEYS.join(", ")} may change. ` +
+      `--resume continues a run with its own config; only ${RESUME_KEYS.join(", ")} may change. ` +
         `Drop ${fixed.map(([k]) => "--" + k).join(", ")}, or start a new run with --run DIR`,
     );
   }

@@ -15,8 +15,9 @@ import { imageGrid, scatterImage, toUint8, writePng } from "../images.ts";
 import { Logger } from "../log.ts";
 import { figure, line, writePlotHtml } from "../plot.ts";
 import { sampleMany, samplingSchedule } from "../sampling.ts";
-import { LOOP_KEYS, stepsOf, type TrainConfig } from "./config.ts";
-import { NonFiniteLossError, type StepMetrics, Trainer } from "./trainer.ts";
+import { readCheckpointInfo } from "../checkpoint.ts";
+import { stepsOf, type TrainConfig } from "./config.ts";
+import { NonFiniteLossError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
 
 export interface RunOptions {
   runDir: string;
@@ -101,6 +102,10 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
         `or choose a new --run directory`,
     );
   }
+  if (opts.resume && existing.length) {
+    // The data to load is the run's own: check the stored config before reading gigabytes of images.
+    resumedConfig((await readCheckpointInfo(existing[0].path)).config as TrainConfig, config);
+  }
   const dataset = opts.dataset ?? await loadDataset(config.data, "train");
   // 2-D samples are drawn over held-out points, so the plot shows what they should look like.
   const reference = opts.reference ??
@@ -118,7 +123,8 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
     `${
       opts.resume ? "resuming" : "training"
     } ${c.preset} (${c.model.family}, ${dataset.name}: ${dataset.size} ` +
-      `samples) from step ${trainer.step} to ${total}; batch ${c.batch}, K = ${c.totalIters}; run dir ${dir}`,
+      `samples) from step ${trainer.step} to ${total}; batch ${c.batch} in passes of ${c.microBatch}, ` +
+      `K = ${c.totalIters}; run dir ${dir}`,
   );
 
   let stop: "signal" | null = null;
@@ -203,10 +209,9 @@ async function resumeTrainer(
   if (!existing.length) {
     throw new Error("--resume was given but the run has no checkpoint: start without --resume");
   }
-  const loop = Object.fromEntries(LOOP_KEYS.map((k) => [k, config[k]]));
   for (const [i, ck] of existing.entries()) {
     try {
-      const t = await Trainer.load(ck.path, dataset, loop);
+      const t = await Trainer.load(ck.path, dataset, config);
       if (i > 0) log.warn(`resumed from ${ck.path}, the newest readable checkpoint`);
       return t;
     } catch (e) {

@@ -5,9 +5,9 @@ import * as tf from "@tensorflow/tfjs";
 import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
-import { disposeParams, type Params } from "../nn/params.ts";
+import { disposeParams, numel, type Params } from "../nn/params.ts";
 import { Rng, type RngState } from "../rng.ts";
-import { type TrainConfig, validateConfig } from "./config.ts";
+import { LOOP_KEYS, type TrainConfig, validateConfig } from "./config.ts";
 import { Optimizer } from "./optim.ts";
 import { copyParams, emaUpdate, lossAndGrads, planStep } from "./step.ts";
 
@@ -59,10 +59,14 @@ export class Trainer {
     private steps: number,
   ) {}
 
-  /** A fresh run: parameters initialized from config.seed. */
+  /**
+   * A fresh run: parameters initialized from config.seed. A micro-batch of 0 ("auto") is resolved here, for
+   * the current backend, and written into the config (so a resumed run keeps it).
+   */
   static create(config: TrainConfig, dataset: Dataset): Trainer {
     validateConfig(config);
     const model = modelFor(config, dataset);
+    if (config.microBatch === 0) config.microBatch = autoMicroBatch(config, model, tf.getBackend());
     const params = model.init(config.seed + SEED_OFFSETS.params);
     return new Trainer(
       config,
@@ -77,14 +81,17 @@ export class Trainer {
     );
   }
 
-  /** Continue from a checkpoint written by `save`. The config is the checkpoint's, with `loop` values applied. */
-  static async load(path: string, dataset: Dataset, loop: Partial<TrainConfig> = {}): Promise<Trainer> {
+  /**
+   * Continue from a checkpoint written by `save`. The config is the checkpoint's, with the loop settings and
+   * the data folder of `current` (the config the caller resolved now) applied.
+   */
+  static async load(path: string, dataset: Dataset, current?: TrainConfig): Promise<Trainer> {
     let config: TrainConfig | undefined;
     let model: ConsistencyModel | undefined;
     // One read: the stored config says which groups and shapes the file must hold.
     const saved = await loadCheckpoint(path, (stored) => {
       if (!(stored as TrainConfig)?.model) throw new CheckpointError(path, "has no training config");
-      config = { ...(stored as TrainConfig), ...loop };
+      config = resumedConfig(stored as TrainConfig, current);
       validateConfig(config);
       model = modelFor(config, dataset);
       const specs = model.network.specs;
@@ -187,6 +194,55 @@ export class Trainer {
     if (this.teacher) disposeParams(this.teacher);
     this.optimizer.dispose();
   }
+}
+
+/**
+ * The config a resumed run continues with: the stored one, with `current`'s loop settings and data folder.
+ * Refuses a `current` that names other data (another dataset, toy distribution or size).
+ */
+export function resumedConfig(stored: TrainConfig, current?: TrainConfig): TrainConfig {
+  if (!current) return structuredClone(stored);
+  const { dir: _a, ...was } = stored.data;
+  const { dir: _b, ...now } = current.data;
+  if (JSON.stringify(was) !== JSON.stringify(now)) {
+    throw new Error(
+      `this run was trained on ${JSON.stringify(was)}, the config given names ${JSON.stringify(now)}: ` +
+        `resume with the run's own data (only --data.dir may change)`,
+    );
+  }
+  const loop = Object.fromEntries(LOOP_KEYS.map((k) => [k, current[k]]));
+  return { ...structuredClone(stored), ...loop, data: { ...stored.data, dir: current.data.dir } };
+}
+
+/** The wasm backend's heap is 32-bit: 4 GiB at most, and the allocator thrashes close to it. */
+const WASM_USABLE_BYTES = 3.6 * 1024 ** 3;
+/**
+ * Bytes of wasm heap per sample of a training step, over the layer-output count of `Network.cost`: TF.js keeps
+ * many more intermediates for the backward pass. Measured 17× on ncsnpp-small-32 at batch 16 (2.78 GiB heap).
+ */
+const WASM_BYTES_PER_ACTIVATION = 20 * 4;
+
+/**
+ * The micro-batch a step fits in memory. On wasm: the largest divisor of the batch whose activations fit the
+ * heap beside the parameter copies (student, EMA, two moments, gradient, accumulated gradient, CT teacher).
+ * Elsewhere the whole batch (GPU memory is not known here: set --micro-batch yourself).
+ */
+export function autoMicroBatch(config: TrainConfig, model: ConsistencyModel, backend: string): number {
+  if (backend !== "wasm") return config.batch;
+  const params = model.network.specs.reduce((n, s) => n + numel(s.shape), 0);
+  const fixed = 4 * params * (config.teacher === "ema" ? 7 : 6);
+  const perSample = WASM_BYTES_PER_ACTIVATION * model.network.cost.activations;
+  const fits = Math.floor((WASM_USABLE_BYTES - fixed) / perSample);
+  if (fits < 1) {
+    const gib = (b: number) => (b / 1024 ** 3).toFixed(1);
+    throw new Error(
+      `one training sample of this model needs about ${gib(fixed + perSample)} GiB, more than the wasm ` +
+        `backend's 4 GiB heap: train it on a GPU backend (tensorflow or webgpu), or on --backend cpu (slow)`,
+    );
+  }
+  let m = Math.min(fits, config.batch);
+  while (config.batch % m !== 0) m--;
+  return m;
 }
 
 function modelFor(config: TrainConfig, dataset: Dataset): ConsistencyModel {

@@ -1,0 +1,144 @@
+// The headless tasks as a user runs them (subprocesses): Ctrl-C saves a checkpoint and --resume continues it,
+// `sample` writes the .npz evaluators read and PNG grids, `demo` writes its report and images.
+import assert from "node:assert/strict";
+import { readNpz } from "../lib/data/npz.ts";
+import { readPng } from "../lib/images.ts";
+import { listCheckpoints } from "../lib/train/run.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+
+async function run(script: string, args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  return { code: out.code, text };
+}
+
+async function tempDir() {
+  return await Deno.makeTempDir({ prefix: "ict-tasks-test-" });
+}
+
+Deno.test("train: SIGINT saves a checkpoint and stops; --resume continues; other flags are refused on resume", async () => {
+  const dir = `${await tempDir()}/run`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      `${root}tasks/train.ts`,
+      "--config",
+      "toy2d",
+      "--run",
+      dir,
+      "--max-steps",
+      "5000",
+    ]
+      .concat(["--log-every", "1", "--checkpoint-every", "100000", "--sample-every", "0"]),
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.getReader();
+  let seen = "";
+  while (!/\] 20\/5000/.test(seen)) seen += new TextDecoder().decode((await reader.read()).value);
+  child.kill("SIGINT");
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  const status = await child.status;
+  assert.equal(status.code, 0, seen.slice(-2000));
+  assert.match(seen, /signal received: saving a checkpoint/);
+  const [ck] = await listCheckpoints(dir);
+  assert.ok(ck && ck.step >= 20 && ck.step < 5000, `checkpoint at step ${ck?.step}`);
+
+  const refused = await run("train.ts", ["--config", "toy2d", "--run", dir, "--resume", "--batch", "8"]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.text, /only maxSteps.*Drop --batch/);
+
+  const resumed = await run("train.ts", ["--run", dir, "--resume", "--max-steps", String(ck.step + 5)]);
+  assert.equal(resumed.code, 0, resumed.text.slice(-2000));
+  assert.match(resumed.text, new RegExp(`resuming toy2d .* from step ${ck.step} to ${ck.step + 5}`));
+  const steps = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l).step
+  );
+  assert.deepEqual(
+    steps,
+    Array.from({ length: ck.step + 5 }, (_, i) => i + 1),
+    "one metrics line per step, no gap",
+  );
+});
+
+Deno.test("sample: an .npz of uint8 images and PNG grids from a run's newest checkpoint", async () => {
+  const dir = `${await tempDir()}/mnist`;
+  const tiny = ["--model.model-channels", "8", "--model.channel-mult", "1", "--model.num-blocks", "1"];
+  const trained = await run("train.ts", [
+    "--config",
+    "mnist",
+    ...tiny,
+    "--batch",
+    "2",
+    "--max-steps",
+    "1",
+    "--run",
+    dir,
+  ]);
+  assert.equal(trained.code, 0, trained.text.slice(-2000));
+  const s = await run("sample.ts", [
+    "--run",
+    dir,
+    "--steps",
+    "2",
+    "--n",
+    "5",
+    "--batch",
+    "2",
+    "--out",
+    `${dir}/s.npz`,
+  ]);
+  assert.equal(s.code, 0, s.text.slice(-2000));
+  const npz = readNpz(`${dir}/s.npz`);
+  assert.deepEqual([...npz.keys()], ["arr_0"]);
+  assert.equal(npz.get("arr_0")!.dtype, "uint8");
+  assert.deepEqual(npz.get("arr_0")!.shape, [5, 28, 28, 1]);
+  const grid = await readPng(`${dir}/s-000.png`);
+  assert.equal(grid.channels, 1);
+  assert.ok(grid.width > 28 * 2 && grid.height > 28, `grid ${grid.width}×${grid.height}`);
+  const bad = await run("sample.ts", ["--run", dir, "--class", "3"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.text, /unconditional/);
+  const none = await run("sample.ts", ["--run", `${dir}-missing`]);
+  assert.match(none.text, /no checkpoint in .*train first/);
+});
+
+Deno.test("demo: trains, then reports trained vs untrained distances and writes its images", async () => {
+  const dir = `${await tempDir()}/demo`;
+  const r = await run("demo.ts", [
+    "--run",
+    dir,
+    "--total-iters",
+    "60",
+    "--eval-n",
+    "300",
+    "--sample-every",
+    "60",
+  ]);
+  assert.equal(r.code, 0, r.text.slice(-2000));
+  const report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+  assert.equal(report.steps, 60);
+  for (const k of ["1-step", "2-step"]) {
+    for (const which of [report.untrained[k], report.trained[k]]) {
+      assert.ok(which.slicedWasserstein > 0 && Number.isFinite(which.energyDistance));
+    }
+  }
+  for (const f of ["trained-1step.png", "untrained-1step.png", "loss.html", "metrics.jsonl"]) {
+    assert.ok((await Deno.stat(`${dir}/${f}`)).size > 0, f);
+  }
+  assert.match(r.text, /trained +1-step: sliced W1/);
+});
