@@ -8,6 +8,7 @@
 // with a message that names the problem.
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
+import { writeAll, writeAtomic } from "./fs.ts";
 import { numel, type Params, type ParamSpec } from "./nn/params.ts";
 
 const DTYPES = {
@@ -80,25 +81,11 @@ export async function writeSafetensors(
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
 
-  const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}`;
-  const file = await Deno.open(tmp, { write: true, createNew: true });
-  try {
-    const writeAll = async (bytes: Uint8Array) => {
-      for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-    };
-    await writeAll(prefix);
-    await writeAll(headerBytes);
-    for (const t of tensors.values()) await writeAll(bytesOf(t.data));
-    await file.sync();
-    file.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      file.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeAtomic(path, async (file) => {
+    await writeAll(file, prefix);
+    await writeAll(file, headerBytes);
+    for (const t of tensors.values()) await writeAll(file, bytesOf(t.data));
+  });
 }
 
 interface HeaderEntry {

@@ -2,6 +2,7 @@
 // raster of 2-D toy samples. Images are NHWC; raw pixel data is row-major, channels interleaved.
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
+import { writeFileAtomic } from "./fs.ts";
 
 /** Raw 8-bit pixels, row-major, `channels` interleaved values per pixel (1 grey, 3 RGB, 4 RGBA). */
 export interface RawImage {
@@ -111,18 +112,6 @@ export async function readPng(path: string): Promise<RawImage> {
 export async function writeImageGrid(path: string, x: tf.Tensor4D, cols?: number, pad = 2): Promise<void> {
   const [n, h, w, c] = x.shape;
   await writePng(path, imageGrid(await toUint8(x), n, h, w, c, cols, pad));
-}
-
-/** Bytes to a file atomically: temp file in the same folder, then rename over the target. */
-async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-  try {
-    await Deno.writeFile(tmp, bytes, { createNew: true });
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
 }
 
 export interface ScatterOptions {

@@ -1,5 +1,6 @@
 // Plotly figures as plain data, shown in the Deno Jupyter kernel.
 // A figure is {data, layout} exactly as plotly.js takes it; Jupyter renders the plotly MIME type itself.
+import { writeFileAtomic } from "./fs.ts";
 
 export interface Figure {
   data: Record<string, unknown>[];
@@ -104,12 +105,5 @@ figures.forEach((f, i) => Plotly.newPlot("fig-" + i, f.data, f.layout || {}));
 </body>
 </html>
 `;
-  const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-  try {
-    await Deno.writeTextFile(tmp, html, { createNew: true });
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomic(path, html);
 }

@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { gunzipSync } from "fflate";
 import { parseTar } from "nanotar";
-import { DATA_ROOT, type Dataset, fileSize, PlanarU8Images, writeFileAtomic } from "./dataset.ts";
+import { fileSize, writeFileAtomic } from "../fs.ts";
+import { DATA_ROOT, type Dataset, PlanarU8Images } from "./dataset.ts";
 
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 /** The md5 published on the CIFAR page for cifar-10-binary.tar.gz. */

@@ -6,16 +6,8 @@
 // back to back as stored, `train_labels.i32`: 0-based int32 little-endian, `train_cache.json`: what it was
 // made from, written last), and `get` reads images from the cache by seeking.
 import { basename, join } from "node:path";
-import {
-  checkIndices,
-  DATA_ROOT,
-  type Dataset,
-  fileSize,
-  planarToNhwc,
-  writeAll,
-  writeAtomic,
-  writeFileAtomic,
-} from "./dataset.ts";
+import { fileSize, writeAll, writeAtomic, writeFileAtomic } from "../fs.ts";
+import { checkIndices, DATA_ROOT, type Dataset, planarToNhwc } from "./dataset.ts";
 import { readNpz } from "./npz.ts";
 
 export const IMAGENET64_DIR = join(DATA_ROOT, "imagenet64");

@@ -6,7 +6,8 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "fflate";
-import { type Dataset, fileSize, PlanarU8Images } from "./dataset.ts";
+import { fileSize } from "../fs.ts";
+import { type Dataset, PlanarU8Images } from "./dataset.ts";
 
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";
 const FILES = {

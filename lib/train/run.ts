@@ -16,6 +16,7 @@ import { Logger } from "../log.ts";
 import { figure, line, writePlotHtml } from "../plot.ts";
 import { sampleMany, samplingSchedule } from "../sampling.ts";
 import { readCheckpointInfo } from "../checkpoint.ts";
+import { writeFileAtomic } from "../fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
 import { NonFiniteLossError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
 
@@ -255,10 +256,8 @@ async function readMetrics(path: string, upTo: number): Promise<MetricsLine[]> {
   }
 }
 
-async function writeJson(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, JSON.stringify(value, null, 2) + "\n");
-  await Deno.rename(tmp, path);
+function writeJson(path: string, value: unknown): Promise<void> {
+  return writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }
 
 /** The loss curve with N(k) on a second axis. */

@@ -1,0 +1,44 @@
+// Files the kit writes and checks: atomic writes (temp file in the same folder, fsync, rename: a failed or
+// killed write leaves the old file as it was) and small stat helpers. Every writer of the kit goes through here.
+
+/** Size in bytes of a file, or −1 if there is none. */
+export function fileSize(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return -1;
+    throw e;
+  }
+}
+
+/** Write all of `bytes` (FsFile.write may write less). */
+export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+}
+
+/**
+ * Create `path` atomically: `write` fills a temp file in the same folder, which is synced and renamed over
+ * `path`. On any error the temp file is removed and `path` is left as it was.
+ */
+export async function writeAtomic(path: string, write: (file: Deno.FsFile) => Promise<void>): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+  const file = await Deno.open(tmp, { write: true, createNew: true });
+  try {
+    await write(file);
+    await file.sync();
+    file.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    try {
+      file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Bytes or text to `path`, atomically. */
+export function writeFileAtomic(path: string, content: Uint8Array | string): Promise<void> {
+  const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content;
+  return writeAtomic(path, (file) => writeAll(file, bytes));
+}
