@@ -13,119 +13,121 @@ import { sampleMany, samplingSchedule } from "../lib/sampling.ts";
 import { applyOverrides, parseFlags, preset } from "../lib/train/config.ts";
 import { concat, runTraining } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
+import { runTask } from "../lib/cli.ts";
 
-/**
- * The demo's run: the toy2d preset, shortened to what 2 cores train in under 3 minutes (measured: 3000 steps
- * of batch 256 in 2m32s on wasm). Other presets run with their own settings (`--config mnist`), which on a
- * CPU takes far longer than a demo should.
- */
-const DEMO_DEFAULTS: Record<string, [string, string][]> = {
-  toy2d: [["total-iters", "3000"], ["checkpoint-every", "1000"], ["sample-every", "1000"], [
-    "log-every",
-    "100",
-  ]],
-};
+await runTask(async () => {
+  /**
+   * The demo's run: the toy2d preset, shortened to what 2 cores train in under 3 minutes (measured: 3000 steps
+   * of batch 256 in 2m32s on wasm). Other presets run with their own settings (`--config mnist`), which on a
+   * CPU takes far longer than a demo should.
+   */
+  const DEMO_DEFAULTS: Record<string, [string, string][]> = {
+    toy2d: [["total-iters", "3000"], ["checkpoint-every", "1000"], ["sample-every", "1000"], [
+      "log-every",
+      "100",
+    ]],
+  };
 
-const TASK_FLAGS = ["config", "run", "backend", "eval-n"];
-const flags = parseFlags(Deno.args);
-const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
-const name = get("config") ?? "toy2d";
-const config = preset(name);
-applyOverrides(config, [...(DEMO_DEFAULTS[name] ?? []), ...flags.filter(([k]) => !TASK_FLAGS.includes(k))]);
-const runDir = get("run") ?? `runs/demo-${name}`;
-const evalN = Number(get("eval-n") ?? (config.model.family === "mlp" ? 2000 : 1000));
-const log = new Logger();
-const started = performance.now();
+  const TASK_FLAGS = ["config", "run", "backend", "eval-n"];
+  const flags = parseFlags(Deno.args);
+  const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
+  const name = get("config") ?? "toy2d";
+  const config = preset(name);
+  applyOverrides(config, [...(DEMO_DEFAULTS[name] ?? []), ...flags.filter(([k]) => !TASK_FLAGS.includes(k))]);
+  const runDir = get("run") ?? `runs/demo-${name}`;
+  const evalN = Number(get("eval-n") ?? (config.model.family === "mlp" ? 2000 : 1000));
+  const log = new Logger();
+  const started = performance.now();
 
-await initBackend();
-await Deno.remove(runDir, { recursive: true }).catch(() => {}); // the demo always starts fresh
-const train = await loadDataset(config.data, "train");
-const heldOut = await loadDataset(config.data, "test");
-const refCount = Math.min(evalN, heldOut.size);
-const reference = heldOut.get(Array.from({ length: refCount }, (_, i) => i)).x;
-const dim = reference.length / refCount;
+  await initBackend();
+  await Deno.remove(runDir, { recursive: true }).catch(() => {}); // the demo always starts fresh
+  const train = await loadDataset(config.data, "train");
+  const heldOut = await loadDataset(config.data, "test");
+  const refCount = Math.min(evalN, heldOut.size);
+  const reference = heldOut.get(Array.from({ length: refCount }, (_, i) => i)).x;
+  const dim = reference.length / refCount;
 
-/** One-step and two-step sample quality against held-out data. */
-async function quality(model: ConsistencyModel, params: Params, tag: string) {
-  const out: Record<string, { slicedWasserstein: number; energyDistance: number }> = {};
-  for (const steps of [1, 2]) {
-    const parts: Float32Array[] = [];
-    for await (
-      const b of sampleMany(model, params, evalN, {
-        taus: samplingSchedule(steps, config.sigmaMid),
-        batch: 250,
-        seed: 777,
-      })
-    ) parts.push(b.x);
-    const x = concat(parts);
-    out[`${steps}-step`] = {
-      slicedWasserstein: slicedWasserstein(x, reference, dim, { seed: 1 }),
-      energyDistance: energyDistance(x, reference, dim),
-    };
-    if (steps === 1) await writeSampleImage(x, `${runDir}/${tag}-1step.png`, model);
+  /** One-step and two-step sample quality against held-out data. */
+  async function quality(model: ConsistencyModel, params: Params, tag: string) {
+    const out: Record<string, { slicedWasserstein: number; energyDistance: number }> = {};
+    for (const steps of [1, 2]) {
+      const parts: Float32Array[] = [];
+      for await (
+        const b of sampleMany(model, params, evalN, {
+          taus: samplingSchedule(steps, config.sigmaMid),
+          batch: 250,
+          seed: 777,
+        })
+      ) parts.push(b.x);
+      const x = concat(parts);
+      out[`${steps}-step`] = {
+        slicedWasserstein: slicedWasserstein(x, reference, dim, { seed: 1 }),
+        energyDistance: energyDistance(x, reference, dim),
+      };
+      if (steps === 1) await writeSampleImage(x, `${runDir}/${tag}-1step.png`, model);
+    }
+    return out;
   }
-  return out;
-}
 
-async function writeSampleImage(x: Float32Array, path: string, model: ConsistencyModel) {
-  const shape = model.network.sampleShape;
-  if (shape.length === 1) await writePng(path, scatterImage(x, { reference }));
-  else {
-    const [h, w, c] = shape;
-    const n = Math.min(100, x.length / (h * w * c));
-    await writePng(path, imageGrid(await toUint8(x.subarray(0, n * h * w * c)), n, h, w, c));
+  async function writeSampleImage(x: Float32Array, path: string, model: ConsistencyModel) {
+    const shape = model.network.sampleShape;
+    if (shape.length === 1) await writePng(path, scatterImage(x, { reference }));
+    else {
+      const [h, w, c] = shape;
+      const n = Math.min(100, x.length / (h * w * c));
+      await writePng(path, imageGrid(await toUint8(x.subarray(0, n * h * w * c)), n, h, w, c));
+    }
   }
-}
 
-await Deno.mkdir(runDir, { recursive: true });
-log.info(
-  `demo: iCT on ${train.name} (${train.size} samples), ${config.totalIters} steps of batch ${config.batch}`,
-);
-const untrainedModel = ConsistencyModel.fromConfig(config.model, { sigmaData: config.sigmaData });
-const untrainedParams = untrainedModel.init(config.seed); // exactly the trainer's initialization
-const before = await quality(untrainedModel, untrainedParams, "untrained");
-disposeParams(untrainedParams);
+  await Deno.mkdir(runDir, { recursive: true });
+  log.info(
+    `demo: iCT on ${train.name} (${train.size} samples), ${config.totalIters} steps of batch ${config.batch}`,
+  );
+  const untrainedModel = ConsistencyModel.fromConfig(config.model, { sigmaData: config.sigmaData });
+  const untrainedParams = untrainedModel.init(config.seed); // exactly the trainer's initialization
+  const before = await quality(untrainedModel, untrainedParams, "untrained");
+  disposeParams(untrainedParams);
 
-const trainStart = performance.now();
-const result = await runTraining(config, { runDir, dataset: train, reference: heldOut });
-const trainSeconds = (performance.now() - trainStart) / 1000;
-const trained = await loadForSampling(result.lastCheckpoint, "ema");
-const after = await quality(trained.model, trained.params, "trained");
+  const trainStart = performance.now();
+  const result = await runTraining(config, { runDir, dataset: train, reference: heldOut });
+  const trainSeconds = (performance.now() - trainStart) / 1000;
+  const trained = await loadForSampling(result.lastCheckpoint, "ema");
+  const after = await quality(trained.model, trained.params, "trained");
 
-const report = {
-  config: name,
-  dataset: train.name,
-  steps: result.step,
-  batch: config.batch,
-  trainSeconds,
-  totalSeconds: (performance.now() - started) / 1000,
-  evalSamples: evalN,
-  heldOut: `${heldOut.name} (${refCount} samples)`,
-  untrained: before,
-  trained: after,
-};
-await Deno.writeTextFile(`${runDir}/report.json`, JSON.stringify(report, null, 2) + "\n");
+  const report = {
+    config: name,
+    dataset: train.name,
+    steps: result.step,
+    batch: config.batch,
+    trainSeconds,
+    totalSeconds: (performance.now() - started) / 1000,
+    evalSamples: evalN,
+    heldOut: `${heldOut.name} (${refCount} samples)`,
+    untrained: before,
+    trained: after,
+  };
+  await Deno.writeTextFile(`${runDir}/report.json`, JSON.stringify(report, null, 2) + "\n");
 
-const row = (label: string, q: typeof before, k: string) =>
-  `  ${label.padEnd(10)} ${k}: sliced W1 ${q[k].slicedWasserstein.toFixed(4).padStart(8)}   energy ${
-    q[k].energyDistance.toFixed(4).padStart(8)
-  }`;
-console.log(
-  [
-    ``,
-    `iCT demo on ${train.name}: ${result.step} steps in ${formatDuration(trainSeconds)} ` +
-    `(total ${
-      formatDuration(report.totalSeconds)
-    }), distance to ${refCount} held-out samples (lower is better):`,
-    row("untrained", before, "1-step"),
-    row("trained", after, "1-step"),
-    row("untrained", before, "2-step"),
-    row("trained", after, "2-step"),
-    ``,
-    `samples:     ${runDir}/trained-1step.png (untrained: ${runDir}/untrained-1step.png)`,
-    `loss curve:  ${runDir}/loss.html      metrics: ${runDir}/metrics.jsonl`,
-    `report:      ${runDir}/report.json    checkpoint: ${result.lastCheckpoint}`,
-    `more:        deno task sample --run ${runDir} --steps 2 --n 1000`,
-  ].join("\n"),
-);
-Deno.exit(0);
+  const row = (label: string, q: typeof before, k: string) =>
+    `  ${label.padEnd(10)} ${k}: sliced W1 ${q[k].slicedWasserstein.toFixed(4).padStart(8)}   energy ${
+      q[k].energyDistance.toFixed(4).padStart(8)
+    }`;
+  console.log(
+    [
+      ``,
+      `iCT demo on ${train.name}: ${result.step} steps in ${formatDuration(trainSeconds)} ` +
+      `(total ${
+        formatDuration(report.totalSeconds)
+      }), distance to ${refCount} held-out samples (lower is better):`,
+      row("untrained", before, "1-step"),
+      row("trained", after, "1-step"),
+      row("untrained", before, "2-step"),
+      row("trained", after, "2-step"),
+      ``,
+      `samples:     ${runDir}/trained-1step.png (untrained: ${runDir}/untrained-1step.png)`,
+      `loss curve:  ${runDir}/loss.html      metrics: ${runDir}/metrics.jsonl`,
+      `report:      ${runDir}/report.json    checkpoint: ${result.lastCheckpoint}`,
+      `more:        deno task sample --run ${runDir} --steps 2 --n 1000`,
+    ].join("\n"),
+  );
+});

@@ -86,7 +86,7 @@ export async function loadCifar10(dir: string, split: "train" | "test"): Promise
     : `deno task data:cifar10 --dir ${dir}`;
   throw new Error(
     `CIFAR-10 (${split}) not found: missing ${missing.join(", ")}. Run \`${task}\` to download and verify ` +
-      "it (163 MB), or pass --data-dir DIR for a folder that holds cifar-10-batches-bin/.",
+      "it (163 MB), or pass --data.dir DIR for a folder that holds cifar-10-batches-bin/.",
   );
 }
 

@@ -40,7 +40,7 @@ export function imagenet64Help(dir: string): string {
   return `ImageNet 64×64 cannot be downloaded automatically (image-net.org needs a login). Sign in at ` +
     `${IMAGENET64_SITE}, download "Downsampled ImageNet 64x64" in npz format (the two train parts and val), ` +
     `and unzip them so that ${dir} holds train_data_batch_1.npz … train_data_batch_10.npz and val_data.npz ` +
-    `(or pass --data-dir DIR). On first use they are converted once into a raw cache in the same folder ` +
+    `(or pass --data.dir DIR). On first use they are converted once into a raw cache in the same folder ` +
     `(15.7 GB for train, 0.6 GB for val).`;
 }
 

