@@ -1,0 +1,67 @@
+// deno task data:inception [--dir DIR]
+// Download the FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, 91 MB), check
+// that its sha256 starts with 6726825d (the torch hub suffix of its name; the full sha256 is not published,
+// so it is recorded in DIR/<file>.sha256 and in the cache's metadata instead), read it with the kit's safe
+// unpickler (no Python, nothing in the file is executed) and cache the state_dict as
+// DIR/pt_inception-2015-12-05.safetensors (default DIR: data/inception). Does nothing if the cache is there.
+// --url and --sha256-prefix replace the source (tests serve a small file on 127.0.0.1).
+import { parseArgs } from "node:util";
+import { runTask } from "../lib/cli.ts";
+import {
+  downloadInceptionWeights,
+  INCEPTION_DIR,
+  INCEPTION_SHA256_PREFIX,
+  INCEPTION_URL,
+} from "../lib/metrics/inception_weights.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    dir: { type: "string", default: INCEPTION_DIR },
+    url: { type: "string", default: INCEPTION_URL },
+    "sha256-prefix": { type: "string", default: INCEPTION_SHA256_PREFIX },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  console.log("usage: deno task data:inception [--dir DIR]   (default DIR: data/inception)");
+  Deno.exit(0);
+}
+
+const mb = (n: number) => (n / 1e6).toFixed(1);
+const tty = Deno.stdout.isTerminal();
+let lastTenth = -1;
+let printed = false;
+function progress(received: number, total: number | undefined) {
+  const text = total ? `${mb(received)} / ${mb(total)} MB` : `${mb(received)} MB`;
+  printed = true;
+  if (tty) {
+    Deno.stdout.writeSync(new TextEncoder().encode(`\rdownloading: ${text}   `));
+  } else if (total && Math.floor((10 * received) / total) > lastTenth) {
+    lastTenth = Math.floor((10 * received) / total);
+    console.log(`downloading: ${text}`);
+  }
+}
+
+await runTask(async () => {
+  console.log(`FID Inception weights: ${values.url} (sha256 ${values["sha256-prefix"]}…) → ${values.dir}`);
+  try {
+    const r = await downloadInceptionWeights(values.dir, {
+      url: values.url,
+      sha256Prefix: values["sha256-prefix"],
+      onProgress: progress,
+    });
+    if (tty && printed) console.log();
+    const what = {
+      cached: "already there, nothing downloaded:",
+      converted: `converted the .pth already in ${values.dir} (sha256 prefix verified):`,
+      downloaded: "downloaded, sha256 prefix verified, read safely and converted:",
+    }[r.action];
+    console.log(what);
+    console.log(`  ${r.path}  ${r.tensors} tensors`);
+    console.log(`  source ${r.pthPath}  sha256 ${r.sha256}`);
+  } catch (e) {
+    if (tty && printed) console.log();
+    throw e;
+  }
+});
