@@ -11,7 +11,8 @@ async function run(script: string, args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
     cwd: root,
-    env: { NO_COLOR: "1" },
+    // One wasm thread: starting XNNPACK's worker can stall on a busy machine, and these runs are small.
+    env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -39,7 +40,8 @@ Deno.test("train: SIGINT saves a checkpoint and stops; --resume continues; other
     ]
       .concat(["--log-every", "1", "--checkpoint-every", "100000", "--sample-every", "0"]),
     cwd: root,
-    env: { NO_COLOR: "1" },
+    // One wasm thread: starting XNNPACK's worker can stall on a busy machine, and these runs are small.
+    env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -141,4 +143,43 @@ Deno.test("demo: trains, then reports trained vs untrained distances and writes 
     assert.ok((await Deno.stat(`${dir}/${f}`)).size > 0, f);
   }
   assert.match(r.text, /trained +1-step: sliced W1/);
+});
+
+Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights, labelled as such)", async () => {
+  const dir = await tempDir();
+  const ref = await run(
+    "fid.ts",
+    ["ref", "--data", "mnist", "--split", "test", "--n", "6", "--weights", "standin"]
+      .concat(["--batch", "3", "--out", `${dir}/ref.npz`]),
+  );
+  assert.equal(ref.code, 0, ref.text.slice(-2000));
+  const stats = readNpz(`${dir}/ref.npz`);
+  assert.deepEqual(stats.get("mu")!.shape, [2048]);
+  assert.deepEqual(stats.get("sigma")!.shape, [2048, 2048]);
+  assert.match(ref.text, /STAND-IN/);
+  const fid = await run(
+    "fid.ts",
+    ["score", "--samples", "mnist:train", "--n", "6", "--ref", `${dir}/ref.npz`]
+      .concat(["--weights", "standin", "--is", "--batch", "3", "--out", `${dir}/fid.json`]),
+  );
+  assert.equal(fid.code, 0, fid.text.slice(-2000));
+  const record = JSON.parse(await Deno.readTextFile(`${dir}/fid.json`));
+  assert.equal(record.count, 6);
+  assert.ok(record.fid > 0 && Number.isFinite(record.fid), `fid ${record.fid}`);
+  assert.ok(record.inceptionScore.mean >= 1, `IS ${record.inceptionScore.mean}`);
+  assert.match(record.weights, /STAND-IN/);
+  assert.match(fid.text, /NOT an FID/);
+  const missing = await run("fid.ts", [
+    "score",
+    "--samples",
+    "mnist:train",
+    "--ref",
+    "cifar10",
+    "--weights",
+    "standin",
+  ]);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.text, /deno task fid:ref --data cifar10 --weights standin/);
+  const noWeights = await run("fid.ts", ["score", "--samples", "x.npz", "--ref", "cifar10"]);
+  assert.match(noWeights.text, /FID Inception weights not found .*deno task data:inception/);
 });
