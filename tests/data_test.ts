@@ -315,7 +315,7 @@ Deno.test("loadCifar10: missing files and bad sizes give clear errors", async ()
       loadCifar10(dir, "test"),
       (e: Error) =>
         e.message.includes(join(dir, "cifar-10-batches-bin", "test_batch.bin")) &&
-        e.message.includes(`deno task data:cifar10 --dir ${dir}`) && e.message.includes("--data-dir"),
+        e.message.includes(`deno task data:cifar10 --dir ${dir}`) && e.message.includes("--data.dir"),
     );
     await Deno.writeFile(join(dir, "test_batch.bin"), new Uint8Array(3073 * 2 + 5));
     await assert.rejects(loadCifar10(dir, "test"), /6151 bytes is not a whole number of CIFAR-10 records/);
