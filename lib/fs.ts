@@ -1,5 +1,6 @@
 // Files the kit writes and checks: atomic writes (temp file in the same folder, fsync, rename: a failed or
 // killed write leaves the old file as it was) and small stat helpers. Every writer of the kit goes through here.
+import { createHash } from "node:crypto";
 
 /** Size in bytes of a file, or −1 if there is none. */
 export function fileSize(path: string): number {
@@ -41,4 +42,35 @@ export async function writeAtomic(path: string, write: (file: Deno.FsFile) => Pr
 export function writeFileAtomic(path: string, content: Uint8Array | string): Promise<void> {
   const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content;
   return writeAtomic(path, (file) => writeAll(file, bytes));
+}
+
+/** A whole download in memory with its digest (md5, sha256 …), reporting bytes as they arrive. */
+export async function downloadWithHash(
+  url: string,
+  algorithm: "md5" | "sha256",
+  onProgress?: (received: number, total?: number) => void,
+): Promise<{ bytes: Uint8Array; digest: string }> {
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new Error(`could not download ${url}: ${(e as Error).message}`);
+  }
+  if (!res.ok || !res.body) {
+    await res.body?.cancel();
+    throw new Error(`download of ${url} failed: HTTP ${res.status} ${res.statusText}`);
+  }
+  const total = Number(res.headers.get("content-length")) || undefined;
+  const hash = createHash(algorithm);
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for await (const chunk of res.body) {
+    hash.update(chunk);
+    chunks.push(chunk);
+    received += chunk.length;
+    onProgress?.(received, total);
+  }
+  const bytes = new Uint8Array(received);
+  chunks.reduce((o, c) => (bytes.set(c, o), o + c.length), 0);
+  return { bytes, digest: hash.digest("hex") };
 }

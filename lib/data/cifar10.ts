@@ -2,11 +2,10 @@
 // each 1 label byte then 3072 pixel bytes (1024 red, 1024 green, 1024 blue; 32×32, rows top to bottom).
 // Train = data_batch_1..5.bin (50,000 images), test = test_batch.bin (10,000). Kept as uint8 in memory
 // (150 MB), converted to NHWC floats in [−1, 1] per batch.
-import { createHash } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { gunzipSync } from "fflate";
 import { parseTar } from "nanotar";
-import { fileSize, writeFileAtomic } from "../fs.ts";
+import { downloadWithHash, fileSize, writeFileAtomic } from "../fs.ts";
 import { DATA_ROOT, type Dataset, PlanarU8Images } from "./dataset.ts";
 
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
@@ -122,36 +121,16 @@ export async function downloadCifar10(
     return { dir: binDir, downloaded: false };
   }
 
-  let res: Response;
-  try {
-    res = await fetch(url);
-  } catch (e) {
-    throw new Error(`could not download ${url}: ${(e as Error).message}`);
-  }
-  if (!res.ok || !res.body) {
-    await res.body?.cancel();
-    throw new Error(`download of ${url} failed: HTTP ${res.status} ${res.statusText}`);
-  }
-  const total = Number(res.headers.get("content-length")) || undefined;
-  const hash = createHash("md5");
-  const chunks: Uint8Array[] = [];
-  let received = 0;
-  for await (const chunk of res.body) {
-    hash.update(chunk);
-    chunks.push(chunk);
-    received += chunk.length;
-    onProgress?.(received, total);
-  }
-  const got = hash.digest("hex");
+  const { bytes, digest: got } = await downloadWithHash(url, "md5", onProgress);
   if (got !== md5) {
     throw new Error(
-      `md5 of ${url} is ${got}, expected ${md5}: a broken or altered download (${received} bytes). ` +
+      `md5 of ${url} is ${got}, expected ${md5}: a broken or altered download (${bytes.length} bytes). ` +
         "Nothing was written; try again.",
     );
   }
 
   const members = new Map<string, Uint8Array>();
-  for (const item of parseTar(gunzipSync(concat(chunks)))) {
+  for (const item of parseTar(gunzipSync(bytes))) {
     if (item.type === "file" && item.data && item.name.startsWith(`${CIFAR10_BIN}/`)) {
       members.set(basename(item.name), item.data);
     }

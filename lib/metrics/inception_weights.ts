@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readSafetensors } from "../checkpoint.ts";
-import { fileSize, writeFileAtomic } from "../fs.ts";
+import { downloadWithHash, fileSize, writeFileAtomic } from "../fs.ts";
 import { readTorchFile, torchToSafetensors } from "../torch_pickle.ts";
 
 export const INCEPTION_URL =
@@ -109,38 +109,12 @@ export async function downloadInceptionWeights(
     }
   }
 
-  let res: Response;
-  try {
-    res = await fetch(url);
-  } catch (e) {
-    throw new Error(`could not download ${url}: ${(e as Error).message}`);
-  }
-  if (!res.ok || !res.body) {
-    await res.body?.cancel();
-    throw new Error(`download of ${url} failed: HTTP ${res.status} ${res.statusText}`);
-  }
-  const total = Number(res.headers.get("content-length")) || undefined;
-  const hash = createHash("sha256");
-  const chunks: Uint8Array[] = [];
-  let received = 0;
-  for await (const chunk of res.body) {
-    hash.update(chunk);
-    chunks.push(chunk);
-    received += chunk.length;
-    onProgress?.(received, total);
-  }
-  const sha256 = hash.digest("hex");
+  const { bytes, digest: sha256 } = await downloadWithHash(url, "sha256", onProgress);
   if (!sha256.startsWith(prefix)) {
     throw new Error(
       `sha256 of ${url} is ${sha256}, which does not start with ${prefix} as its name says: a broken or ` +
-        `altered download (${received} bytes). Nothing was written; try again.`,
+        `altered download (${bytes.length} bytes). Nothing was written; try again.`,
     );
-  }
-  const bytes = new Uint8Array(received);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.length;
   }
   readTorchFile(bytes, url); // parse (and refuse anything unsafe) before writing anything
   await Deno.mkdir(dir, { recursive: true });
