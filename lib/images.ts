@@ -1,8 +1,22 @@
 // Images out of the kit: [-1, 1] floats to uint8, grids of samples, PNG files (via sharp), and a scatter
 // raster of 2-D toy samples. Images are NHWC; raw pixel data is row-major, channels interleaved.
 import * as tf from "@tensorflow/tfjs";
-import sharp from "sharp";
+import type { default as Sharp } from "sharp";
 import { writeFileAtomic } from "./fs.ts";
+
+let sharpModule: typeof Sharp | undefined;
+/**
+ * sharp (libvips, a native addon) is loaded on first use only, so processes that write no PNG never load it;
+ * one libvips thread and no cache keep its native state small.
+ */
+async function loadSharp(): Promise<typeof Sharp> {
+  if (!sharpModule) {
+    sharpModule = (await import("sharp")).default;
+    sharpModule.concurrency(1);
+    sharpModule.cache(false);
+  }
+  return sharpModule;
+}
 
 /** Raw 8-bit pixels, row-major, `channels` interleaved values per pixel (1 grey, 3 RGB, 4 RGBA). */
 export interface RawImage {
@@ -84,6 +98,7 @@ function checkImage(img: RawImage): void {
 export async function encodePng(img: RawImage): Promise<Uint8Array> {
   checkImage(img);
   const { width, height, channels } = img;
+  const sharp = await loadSharp();
   let s = sharp(img.data, { raw: { width, height, channels: channels as 1 | 3 | 4 } });
   if (channels === 1) s = s.toColourspace("b-w"); // else sharp writes grey as RGB
   return new Uint8Array(await s.png().toBuffer());
@@ -97,6 +112,7 @@ export async function writePng(path: string, img: RawImage): Promise<void> {
 /** Reads an 8-bit PNG back to raw pixels, with the file's channel count (grey stays 1 channel). */
 export async function readPng(path: string): Promise<RawImage> {
   const bytes = await Deno.readFile(path); // a buffer, not the path: sharp's cache can't serve a stale file
+  const sharp = await loadSharp();
   const meta = await sharp(bytes).metadata();
   if (meta.channels === 2) throw new Error(`readPng: grey + alpha PNGs are not supported (${path})`);
   if (meta.depth !== "uchar") {
