@@ -51,6 +51,9 @@ export async function showPlot(fig: Figure): Promise<void> {
   }
   const title = (fig.layout?.title as { text?: string } | undefined)?.text ?? "figure";
   await Deno.jupyter.display({ [PLOTLY_MIME]: fig, "text/plain": `[plot: ${title}]` }, { raw: true });
+  // The Deno kernel can report the cell finished before this display message is out; nbclient then drops the
+  // plot (seen once in CI). A short pause lets the message leave first.
+  await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
 let plotlyBundle: Promise<string> | undefined;
