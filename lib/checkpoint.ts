@@ -8,7 +8,7 @@
 // with a message that names the problem.
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
-import { writeAll, writeAtomic } from "./fs.ts";
+import { readFileOr, writeAll, writeAtomic } from "./fs.ts";
 import { numel, type Params, type ParamSpec } from "./nn/params.ts";
 
 const DTYPES = {
@@ -98,13 +98,7 @@ interface HeaderEntry {
 export async function readSafetensors(
   path: string,
 ): Promise<{ tensors: Map<string, TensorEntry>; metadata: Record<string, string> }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new CheckpointError(path, "file not found");
-    throw e;
-  }
+  const bytes = await readFileOr(path, () => new CheckpointError(path, "file not found"));
   const fail = (problem: string): never => {
     throw new CheckpointError(path, problem);
   };

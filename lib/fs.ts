@@ -1,6 +1,7 @@
 // Files the kit writes and checks: atomic writes (temp file in the same folder, fsync, rename: a failed or
 // killed write leaves the old file as it was) and small stat helpers. Every writer of the kit goes through here.
 import { createHash } from "node:crypto";
+import { concat } from "./arrays.ts";
 
 /** Size in bytes of a file, or −1 if there is none. */
 export function fileSize(path: string): number {
@@ -8,6 +9,16 @@ export function fileSize(path: string): number {
     return Deno.statSync(path).size;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return -1;
+    throw e;
+  }
+}
+
+/** A whole file; a missing one throws `missing()` instead of Deno's NotFound. */
+export async function readFileOr(path: string, missing: () => Error): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw missing();
     throw e;
   }
 }
@@ -70,7 +81,5 @@ export async function downloadWithHash(
     received += chunk.length;
     onProgress?.(received, total);
   }
-  const bytes = new Uint8Array(received);
-  chunks.reduce((o, c) => (bytes.set(c, o), o + c.length), 0);
-  return { bytes, digest: hash.digest("hex") };
+  return { bytes: concat(chunks, Uint8Array), digest: hash.digest("hex") };
 }

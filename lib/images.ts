@@ -200,3 +200,18 @@ export function scatterImage(points: Float32Array, opts: ScatterOptions = {}): R
   draw(points, color);
   return { data, width: size, height: size, channels: 3 };
 }
+
+/**
+ * A picture of samples of shape `sampleShape`: a scatter plot of 2-D points (over `reference` points, if
+ * given), or a grid of the first `max` images [H, W, C] in [−1, 1].
+ */
+export async function sampleImage(
+  x: Float32Array,
+  sampleShape: readonly number[],
+  opts: { reference?: Float32Array; max?: number } = {},
+): Promise<RawImage> {
+  if (sampleShape.length === 1) return scatterImage(x, { reference: opts.reference });
+  const [h, w, c] = sampleShape;
+  const n = Math.min(opts.max ?? 100, x.length / (h * w * c));
+  return imageGrid(await toUint8(x.subarray(0, n * h * w * c)), n, h, w, c);
+}

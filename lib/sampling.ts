@@ -3,6 +3,7 @@
 //   multistep:  for τ in τ_2 > τ_3 > …:  x ← f_θ(x + √(τ² − σ_min²)·z, τ),  z ~ N(0, I)
 import * as tf from "@tensorflow/tfjs";
 import type { ConsistencyFn } from "./losses.ts";
+import { concat } from "./arrays.ts";
 import type { ConsistencyModel } from "./consistency_model.ts";
 import { oneHotLabels } from "./models/network.ts";
 import { EVAL, type Params } from "./nn/params.ts";
@@ -101,4 +102,16 @@ export async function* sampleMany(
     yield { x: data, classes, count };
     done += count;
   }
+}
+
+/** All `n` samples of `sampleMany` in one array [n, …sampleShape]. */
+export async function sampleAll(
+  model: ConsistencyModel,
+  params: Params,
+  n: number,
+  opts: SampleManyOptions,
+): Promise<Float32Array> {
+  const parts: Float32Array[] = [];
+  for await (const b of sampleMany(model, params, n, opts)) parts.push(b.x);
+  return concat(parts, Float32Array);
 }

@@ -24,6 +24,7 @@ import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { unzipSync } from "fflate";
 import { type TensorEntry, writeSafetensors } from "./checkpoint.ts";
+import { readFileOr } from "./fs.ts";
 
 export type TorchDType = "F32" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 export type TorchData =
@@ -968,14 +969,7 @@ export function readTorchFile(bytes: Uint8Array, name: string): Map<string, Torc
 
 /** Read a torch.save file of a state_dict from disk (see readTorchFile). */
 export async function loadTorchFile(path: string): Promise<Map<string, TorchTensor>> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new TorchFileError(path, "file not found");
-    throw e;
-  }
-  return readTorchFile(bytes, path);
+  return readTorchFile(await readFileOr(path, () => new TorchFileError(path, "file not found")), path);
 }
 
 /**
@@ -1041,13 +1035,7 @@ export async function torchToSafetensors(
   outPath: string,
   metadata: Record<string, string> = {},
 ): Promise<{ sha256: string; names: string[]; i64ToI32: string[] }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(inPath);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new TorchFileError(inPath, "file not found");
-    throw e;
-  }
+  const bytes = await readFileOr(inPath, () => new TorchFileError(inPath, "file not found"));
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   const tensors = readTorchFile(bytes, inPath);
   const { entries, i64ToI32 } = toSafetensorsEntries(tensors, inPath);

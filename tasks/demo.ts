@@ -5,13 +5,13 @@
 import { initBackend } from "../lib/backend.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import { loadDataset } from "../lib/data/index.ts";
-import { imageGrid, scatterImage, toUint8, writePng } from "../lib/images.ts";
+import { sampleImage, writePng } from "../lib/images.ts";
 import { energyDistance, slicedWasserstein } from "../lib/metrics/distances.ts";
 import { disposeParams, type Params } from "../lib/nn/params.ts";
 import { formatDuration, Logger } from "../lib/log.ts";
-import { sampleMany, samplingSchedule } from "../lib/sampling.ts";
+import { sampleAll, samplingSchedule } from "../lib/sampling.ts";
 import { applyOverrides, parseFlags, preset } from "../lib/train/config.ts";
-import { concat, runTraining } from "../lib/train/run.ts";
+import { runTraining } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
 import { runTask } from "../lib/cli.ts";
 
@@ -51,32 +51,23 @@ await runTask(async () => {
   async function quality(model: ConsistencyModel, params: Params, tag: string) {
     const out: Record<string, { slicedWasserstein: number; energyDistance: number }> = {};
     for (const steps of [1, 2]) {
-      const parts: Float32Array[] = [];
-      for await (
-        const b of sampleMany(model, params, evalN, {
-          taus: samplingSchedule(steps, config.sigmaMid),
-          batch: 250,
-          seed: 777,
-        })
-      ) parts.push(b.x);
-      const x = concat(parts);
+      const x = await sampleAll(model, params, evalN, {
+        taus: samplingSchedule(steps, config.sigmaMid),
+        batch: 250,
+        seed: 777,
+      });
       out[`${steps}-step`] = {
         slicedWasserstein: slicedWasserstein(x, reference, dim, { seed: 1 }),
         energyDistance: energyDistance(x, reference, dim),
       };
-      if (steps === 1) await writeSampleImage(x, `${runDir}/${tag}-1step.png`, model);
+      if (steps === 1) {
+        await writePng(
+          `${runDir}/${tag}-1step.png`,
+          await sampleImage(x, model.network.sampleShape, { reference }),
+        );
+      }
     }
     return out;
-  }
-
-  async function writeSampleImage(x: Float32Array, path: string, model: ConsistencyModel) {
-    const shape = model.network.sampleShape;
-    if (shape.length === 1) await writePng(path, scatterImage(x, { reference }));
-    else {
-      const [h, w, c] = shape;
-      const n = Math.min(100, x.length / (h * w * c));
-      await writePng(path, imageGrid(await toUint8(x.subarray(0, n * h * w * c)), n, h, w, c));
-    }
   }
 
   await Deno.mkdir(runDir, { recursive: true });

@@ -10,7 +10,8 @@ import { writeNpz } from "../lib/data/npz.ts";
 import { imageGrid, scatterImage, toUint8, writePng } from "../lib/images.ts";
 import { Logger } from "../lib/log.ts";
 import { sampleMany, samplingSchedule } from "../lib/sampling.ts";
-import { concat, latestCheckpoint } from "../lib/train/run.ts";
+import { concat } from "../lib/arrays.ts";
+import { latestCheckpoint } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
 import { runTask } from "../lib/cli.ts";
 
@@ -98,8 +99,7 @@ await runTask(async () => {
   const written: string[] = [];
   if (isImage) {
     const [h, w, c] = shape;
-    const all = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-    parts.reduce((o, p) => (all.set(p, o), o + p.length), 0);
+    const all = concat(parts as Uint8Array[], Uint8Array);
     const arrays: Record<string, { data: Uint8Array | Int32Array; shape: number[] }> = {
       arr_0: { data: all, shape: [n, h, w, c] },
     };
@@ -114,7 +114,7 @@ await runTask(async () => {
       written.push(file);
     }
   } else {
-    const points = concat(parts as Float32Array[]);
+    const points = concat(parts as Float32Array[], Float32Array);
     await writeNpz(npzPath, { arr_0: { data: points, shape: [n, shape[0]] } });
     await writePng(`${gridBase}.png`, scatterImage(points));
     written.push(npzPath, `${gridBase}.png`);

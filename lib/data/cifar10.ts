@@ -5,6 +5,7 @@
 import { basename, join, resolve } from "node:path";
 import { gunzipSync } from "fflate";
 import { parseTar } from "nanotar";
+import { concat } from "../arrays.ts";
 import { downloadWithHash, fileSize, writeFileAtomic } from "../fs.ts";
 import { DATA_ROOT, type Dataset, PlanarU8Images } from "./dataset.ts";
 
@@ -54,7 +55,7 @@ export async function loadCifar10Files(paths: string[], name: string): Promise<D
     }
     parts.push(bytes);
   }
-  const records = parts.length === 1 ? parts[0] : concat(parts);
+  const records = parts.length === 1 ? parts[0] : concat(parts, Uint8Array);
   const count = records.length / RECORD;
   const labels = new Int32Array(count);
   for (let i = 0; i < count; i++) {
@@ -87,16 +88,6 @@ export async function loadCifar10(dir: string, split: "train" | "test"): Promise
     `CIFAR-10 (${split}) not found: missing ${missing.join(", ")}. Run \`${task}\` to download and verify ` +
       "it (163 MB), or pass --data.dir DIR for a folder that holds cifar-10-batches-bin/.",
   );
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 export interface DownloadOptions {

@@ -157,6 +157,13 @@ export function get(params: Params, name: string, shape?: readonly number[]): tf
   return t;
 }
 
+/** The trainable parameters of a map (the variables `initParams` made), by name. */
+export function trainableParams(params: Params): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const [name, t] of params) if (t instanceof tf.Variable && t.trainable) out.set(name, t);
+  return out;
+}
+
 /** Free every tensor of a parameter map. */
 export function disposeParams(params: Params): void {
   for (const t of params.values()) t.dispose();

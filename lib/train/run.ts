@@ -11,10 +11,10 @@
 // and data order, so its losses equal those of an uninterrupted run on the same backend.
 import { loadDataset } from "../data/index.ts";
 import type { Dataset } from "../data/dataset.ts";
-import { imageGrid, scatterImage, toUint8, writePng } from "../images.ts";
+import { sampleImage, writePng } from "../images.ts";
 import { Logger } from "../log.ts";
 import { figure, line, writePlotHtml } from "../plot.ts";
-import { sampleMany, samplingSchedule } from "../sampling.ts";
+import { sampleAll, samplingSchedule } from "../sampling.ts";
 import { readCheckpointInfo } from "../checkpoint.ts";
 import { writeFileAtomic } from "../fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
@@ -276,32 +276,13 @@ export async function writeSamples(trainer: Trainer, path: string, reference?: D
   const c = trainer.config;
   const shape = trainer.model.network.sampleShape;
   const n = shape.length === 1 ? c.sampleCount : Math.min(c.sampleCount, 100);
-  const xs: Float32Array[] = [];
-  for await (
-    const b of sampleMany(trainer.model, trainer.ema, n, {
-      taus: samplingSchedule(1),
-      batch: Math.min(n, 256),
-      seed: c.seed + 12345,
-    })
-  ) xs.push(b.x);
-  const x = concat(xs);
-  if (shape.length === 1) {
-    const ref = reference
-      ? reference.get(Array.from({ length: Math.min(reference.size, n) }, (_, i) => i)).x
-      : undefined;
-    await writePng(path, scatterImage(x, { reference: ref }));
-  } else {
-    const [h, w, ch] = shape;
-    await writePng(path, imageGrid(await toUint8(x), n, h, w, ch));
-  }
-}
-
-export function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  const x = await sampleAll(trainer.model, trainer.ema, n, {
+    taus: samplingSchedule(1),
+    batch: Math.min(n, 256),
+    seed: c.seed + 12345,
+  });
+  const ref = reference && shape.length === 1
+    ? reference.get(Array.from({ length: Math.min(reference.size, n) }, (_, i) => i)).x
+    : undefined;
+  await writePng(path, await sampleImage(x, shape, { reference: ref }));
 }

@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { ConsistencyModel } from "../consistency_model.ts";
 import { ctLoss, ictMetric, type Metric, squaredL2, teacherOutput } from "../losses.ts";
-import type { Params } from "../nn/params.ts";
+import { type Params, trainableParams } from "../nn/params.ts";
 import type { Rng } from "../rng.ts";
 import {
   ctDiscretizationSteps,
@@ -120,14 +120,9 @@ export async function lossAndGrads(
   if (b % m !== 0) throw new Error(`batch ${b} is not a multiple of the micro-batch ${m}`);
   const dim = batch.x.size / b;
   const metric = metricOf(c, dim);
-  const names = new Map<string, string>(); // variable name → parameter name
-  const vars: tf.Variable[] = [];
-  for (const [name, t] of params) {
-    if (t instanceof tf.Variable && t.trainable) {
-      names.set(t.name, name);
-      vars.push(t);
-    }
-  }
+  const trainable = trainableParams(params);
+  const vars = [...trainable.values()];
+  const names = new Map([...trainable].map(([name, v]) => [v.name, name])); // variable name → parameter name
   const z = tf.randomNormal(batch.x.shape, 0, 1, "float32", plan.zSeed);
   const grads = new Map<string, tf.Tensor>();
   let loss = 0;

@@ -5,7 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
-import { disposeParams, numel, type Params } from "../nn/params.ts";
+import { disposeParams, numel, type Params, trainableParams } from "../nn/params.ts";
 import { Rng, type RngState } from "../rng.ts";
 import { LOOP_KEYS, type TrainConfig, validateConfig } from "./config.ts";
 import { Optimizer } from "./optim.ts";
@@ -74,7 +74,7 @@ export class Trainer {
       params,
       copyParams(params),
       config.teacher === "ema" ? copyParams(params) : null,
-      new Optimizer(config.optimizer, trainable(params)),
+      new Optimizer(config.optimizer, trainableParams(params)),
       Rng.seeded(config.seed + SEED_OFFSETS.steps),
       loaderFor(config, model, dataset),
       0,
@@ -114,7 +114,7 @@ export class Trainer {
       return out;
     };
     const params = restore(saved.groups.params);
-    const optimizer = new Optimizer(config!.optimizer, trainable(params));
+    const optimizer = new Optimizer(config!.optimizer, trainableParams(params));
     const moments = saved.groups.optimizer ?? new Map();
     try {
       optimizer.load(moments, state.optimizerStep);
@@ -277,12 +277,6 @@ function loaderFor(
     labels: model.network.labelDim > 0,
     state,
   });
-}
-
-function trainable(params: Params): Map<string, tf.Variable> {
-  const out = new Map<string, tf.Variable>();
-  for (const [name, t] of params) if (t instanceof tf.Variable && t.trainable) out.set(name, t);
-  return out;
 }
 
 /** The parameters of a checkpoint for sampling: the student's EMA (default) or the online student. */
