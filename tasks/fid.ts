@@ -1,9 +1,12 @@
 // deno task fid:ref --data cifar10 [--data-dir DIR] [--split train|test] [--n N] [--out FILE.npz]
 // deno task fid --samples DIR|FILE.npz|DATASET:SPLIT --ref DATASET|FILE.npz [--n 50000] [--is] [--out FILE.json]
-//   both: [--weights real|standin] [--batch B] [--backend NAME]
-// Reference statistics (pool_3 mean and covariance, pytorch-fid's .npz layout) and FID / Inception Score of
+//   both: [--features inception|mnist|fashion-mnist] [--weights real|standin] [--classifier FILE] [--batch B]
+//         [--backend NAME]
+// Reference statistics (feature mean and covariance, pytorch-fid's .npz layout) and FID / Inception Score of
 // samples against them, with the FID Inception-v3 (2015-12-05 weights from `deno task data:inception`). With
 // `--weights standin` a synthetic set of weights stands in, and every output says so: those numbers are not FIDs.
+// `--features mnist` (or fashion-mnist) uses the small classifier of `deno task data:mnist-classifier`
+// instead: the MNIST-FD, a CPU-sized proxy for 28×28 samples that every output labels as not comparable to FID.
 import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
 import { runTask } from "../lib/cli.ts";
@@ -13,17 +16,21 @@ import { Logger } from "../lib/log.ts";
 import {
   computeFeatures,
   datasetSource,
+  type FeatureNetwork,
+  formatDistance,
   type ImageSource,
   loadInception,
+  loadProxy,
   npzSource,
   pngFolderSource,
   weightsId,
   type WeightsKind,
 } from "../lib/metrics/evaluate.ts";
 import { frechetDistance, inceptionScore, loadStats, saveStats } from "../lib/metrics/fid.ts";
-import { LOGITS_DIM } from "../lib/metrics/inception.ts";
+import { CLASSIFIER_DATASETS, type ClassifierDataset } from "../lib/metrics/mnist_classifier.ts";
 
 const REF_DIR = "data/fid_refs";
+const RECORD_DIR = "data/fid_runs";
 
 await runTask(async () => {
   const [mode, ...rest] = Deno.args;
@@ -38,6 +45,8 @@ await runTask(async () => {
       n: { type: "string" },
       is: { type: "boolean", default: false },
       out: { type: "string" },
+      features: { type: "string", default: "inception" },
+      classifier: { type: "string" },
       weights: { type: "string", default: "real" },
       batch: { type: "string", default: "50" },
       backend: { type: "string" },
@@ -48,6 +57,13 @@ await runTask(async () => {
   }
   if (values.weights !== "real" && values.weights !== "standin") {
     throw new Error(`--weights takes real or standin, got "${values.weights}"`);
+  }
+  const features = values.features!;
+  if (features !== "inception" && !(CLASSIFIER_DATASETS as readonly string[]).includes(features)) {
+    throw new Error(`--features takes inception, ${CLASSIFIER_DATASETS.join(" or ")}, got "${features}"`);
+  }
+  if (features !== "inception" && values.is) {
+    throw new Error("--is (Inception Score) needs --features inception");
   }
   const limit = values.n !== undefined ? Number(values.n) : undefined;
   if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
@@ -65,9 +81,11 @@ await runTask(async () => {
 
   await initBackend();
   const log = new Logger();
-  const inception = await loadInception(values.weights as WeightsKind);
-  const id = weightsId(inception.weights);
-  if (inception.kind === "standin") log.warn(inception.weights);
+  const net: FeatureNetwork = features === "inception"
+    ? await loadInception(values.weights as WeightsKind)
+    : await loadProxy(features as ClassifierDataset, values.classifier);
+  const id = weightsId(net.weights);
+  if (net.caveat) log.warn(net.caveat);
   const started = performance.now();
   const progress = (done: number, total: number) => {
     const rate = done / ((performance.now() - started) / 1000);
@@ -79,17 +97,22 @@ await runTask(async () => {
     const split = values.split === "test" ? "test" : "train";
     const source = await datasetSource(dataConfig(values.data), split, limit);
     log.info(`reference statistics of ${source.name}: ${source.count} images`);
-    const r = await computeFeatures(inception.net, source, { batch, onProgress: progress });
+    const r = await computeFeatures(net, source, { batch, onProgress: progress });
     log.clearBar();
     const out = values.out ?? refPath(values.data, split, id);
     await Deno.mkdir(out.slice(0, out.lastIndexOf("/")) || ".", { recursive: true });
     await saveStats(out, { mu: r.stats.mean(), sigma: r.stats.covariance() });
     await writeFileAtomic(
       `${out}.json`,
-      JSON.stringify({ source: source.name, count: r.count, weights: inception.weights }, null, 2) + "\n",
+      JSON.stringify(
+        { source: source.name, count: r.count, metric: net.metric, weights: net.weights },
+        null,
+        2,
+      ) +
+        "\n",
     );
     console.log(
-      `wrote ${out} (${r.count} images, ${(r.count / r.seconds).toFixed(1)} images/s; ${inception.weights})`,
+      `wrote ${out} (${r.count} images, ${(r.count / r.seconds).toFixed(1)} images/s; ${net.weights})`,
     );
     return;
   }
@@ -98,10 +121,14 @@ await runTask(async () => {
     throw new Error("fid needs --samples DIR|FILE.npz|DATASET:SPLIT and --ref");
   }
   let source: ImageSource;
+  let defaultOut = `${
+    values.samples.replace(/\/$/, "").replace(/\.npz$/, "")
+  }.${net.metric.toLowerCase()}.json`;
   if (values.samples.endsWith(".npz")) source = npzSource(values.samples, limit);
   else if (/^[a-z0-9-]+:(train|test)$/.test(values.samples)) {
     const [name, split] = values.samples.split(":");
     source = await datasetSource(dataConfig(name), split as "train" | "test", limit);
+    defaultOut = `${RECORD_DIR}/${name}-${split}.${net.metric.toLowerCase()}.json`;
   } else {
     const npz = `${values.samples}/samples.npz`;
     source = (await Deno.stat(npz).catch(() => null))
@@ -112,40 +139,53 @@ await runTask(async () => {
   if (!(await Deno.stat(ref).catch(() => null))) {
     throw new Error(
       `reference statistics ${ref} not found: compute them with \`deno task fid:ref --data ${values.ref}` +
-        `${values.weights === "standin" ? " --weights standin" : ""}\` or pass --ref FILE.npz`,
+        `${features !== "inception" ? ` --features ${features}` : ""}` +
+        `${features === "inception" && values.weights === "standin" ? " --weights standin" : ""}` +
+        `\` or pass --ref FILE.npz`,
     );
   }
   const refStats = loadStats(ref);
-  if (source.count < 50_000) {
+  if (net.metric === "FID" && source.count < 50_000) {
     log.warn(`${source.count} samples: the paper's FIDs use 50,000; fewer give a higher, not comparable FID`);
+  } else if (net.metric !== "FID") {
+    log.warn(
+      `compare ${net.metric}s only at the same number of samples: the estimate is biased upward at small n`,
+    );
   }
-  log.info(`FID of ${source.name} (${source.count} images) against ${ref}`);
-  const r = await computeFeatures(inception.net, source, { batch, logits: values.is, onProgress: progress });
+  log.info(`${net.metric} of ${source.name} (${source.count} images) against ${ref}`);
+  const r = await computeFeatures(net, source, { batch, logits: values.is, onProgress: progress });
   log.clearBar();
-  const fid = frechetDistance(
+  if (refStats.dim !== net.dim) {
+    throw new Error(
+      `${ref} holds ${refStats.dim}-dimensional statistics; ${net.metric} features have ${net.dim}`,
+    );
+  }
+  const distance = frechetDistance(
     r.stats.mean(),
     r.stats.covariance(),
     refStats.mu,
     refStats.sigma,
     refStats.dim,
   );
-  const is = r.logits ? inceptionScore(r.logits, r.count, LOGITS_DIM, Math.min(10, r.count)) : undefined;
+  const is = r.logits ? inceptionScore(r.logits, r.count, net.logitsDim, Math.min(10, r.count)) : undefined;
   const record = {
     samples: source.name,
     count: r.count,
     reference: ref,
-    fid,
+    metric: net.metric,
+    value: distance,
+    caveat: net.caveat,
     inceptionScore: is ? { mean: is.mean, std: is.std } : undefined,
-    weights: inception.weights,
+    weights: net.weights,
     seconds: r.seconds,
     imagesPerSec: r.count / r.seconds,
     date: new Date().toISOString(),
   };
-  const out = values.out ?? `${values.samples.replace(/\/$/, "").replace(/\.npz$/, "")}.fid.json`;
+  const out = values.out ?? defaultOut;
+  await Deno.mkdir(out.slice(0, out.lastIndexOf("/")) || ".", { recursive: true });
   await writeFileAtomic(out, JSON.stringify(record, null, 2) + "\n");
-  const label = inception.kind === "standin" ? " [stand-in weights: NOT an FID]" : "";
   console.log(
-    `FID ${fid.toFixed(3)}${label}${is ? `  IS ${is.mean.toFixed(3)} ± ${is.std.toFixed(3)}` : ""}  ` +
+    `${formatDistance(net, distance)}${is ? `  IS ${is.mean.toFixed(3)} ± ${is.std.toFixed(3)}` : ""}  ` +
       `(${r.count} images, ${record.imagesPerSec.toFixed(1)} images/s)\nrecord: ${out}`,
   );
 });

@@ -165,7 +165,9 @@ Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights,
   assert.equal(fid.code, 0, fid.text.slice(-2000));
   const record = JSON.parse(await Deno.readTextFile(`${dir}/fid.json`));
   assert.equal(record.count, 6);
-  assert.ok(record.fid > 0 && Number.isFinite(record.fid), `fid ${record.fid}`);
+  assert.equal(record.metric, "FID");
+  assert.ok(record.value > 0 && Number.isFinite(record.value), `fid ${record.value}`);
+  assert.match(record.caveat, /NOT an FID/);
   assert.ok(record.inceptionScore.mean >= 1, `IS ${record.inceptionScore.mean}`);
   assert.match(record.weights, /STAND-IN/);
   assert.match(fid.text, /NOT an FID/);
@@ -182,4 +184,85 @@ Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights,
   assert.match(missing.text, /deno task fid:ref --data cifar10 --weights standin/);
   const noWeights = await run("fid.ts", ["score", "--samples", "x.npz", "--ref", "cifar10"]);
   assert.match(noWeights.text, /FID Inception weights not found .*deno task data:inception/);
+});
+
+Deno.test("data:mnist-classifier, then fid:ref and fid with --features mnist: an MNIST-FD, labelled as a proxy", async () => {
+  const dir = await tempDir();
+  const classifier = `${dir}/mnist.safetensors`;
+  const noClassifier = await run("fid.ts", [
+    "score",
+    "--samples",
+    "mnist:train",
+    "--ref",
+    "mnist",
+    "--features",
+    "mnist",
+    "--classifier",
+    classifier,
+  ]);
+  assert.notEqual(noClassifier.code, 0);
+  assert.match(noClassifier.text, /deno task data:mnist-classifier --data mnist/);
+  const made = await run("data_mnist_classifier.ts", [
+    "--out",
+    classifier,
+    "--limit",
+    "256",
+    "--epochs",
+    "1",
+  ]);
+  assert.equal(made.code, 0, made.text.slice(-2000));
+  assert.match(made.text, /1 epoch\(s\) on 256 images, test accuracy \d+\.\d\d%/);
+  const cached = await run("data_mnist_classifier.ts", ["--out", classifier]);
+  assert.match(cached.text, /already there/);
+  const common = ["--features", "mnist", "--classifier", classifier, "--n", "300", "--batch", "128"];
+  const ref = await run("fid.ts", [
+    "ref",
+    "--data",
+    "mnist",
+    "--split",
+    "test",
+    "--out",
+    `${dir}/ref.npz`,
+    ...common,
+  ]);
+  assert.equal(ref.code, 0, ref.text.slice(-2000));
+  assert.deepEqual(readNpz(`${dir}/ref.npz`).get("sigma")!.shape, [128, 128]);
+  const score = await run("fid.ts", [
+    "score",
+    "--samples",
+    "mnist:train",
+    "--ref",
+    `${dir}/ref.npz`,
+    "--out",
+    `${dir}/fd.json`,
+    ...common,
+  ]);
+  assert.equal(score.code, 0, score.text.slice(-2000));
+  const record = JSON.parse(await Deno.readTextFile(`${dir}/fd.json`));
+  assert.equal(record.metric, "MNIST-FD");
+  assert.equal(record.count, 300);
+  assert.ok(
+    record.value > 0 && record.value < 50,
+    `MNIST-FD of real digits against real digits: ${record.value}`,
+  );
+  assert.match(
+    score.text,
+    /MNIST-FD \d+\.\d{3} \[MNIST-FD is a small-classifier proxy, NOT comparable to FID\]/,
+  );
+  const is = await run("fid.ts", [
+    "score",
+    "--samples",
+    "mnist:train",
+    "--ref",
+    `${dir}/ref.npz`,
+    "--is",
+    ...common,
+  ]);
+  assert.match(is.text, /--is \(Inception Score\) needs --features inception/);
+  const wrongRef = await run(
+    "fid.ts",
+    ["score", "--samples", "mnist:train", "--ref", `${dir}/ref.npz`]
+      .concat(["--features", "inception", "--weights", "standin", "--n", "3", "--batch", "3"]),
+  );
+  assert.match(wrongRef.text, /holds 128-dimensional statistics; FID features have 2048/);
 });

@@ -1,33 +1,77 @@
-// FID end to end: the Inception network with its weights (real, or a clearly labelled stand-in), image sources
-// (sample .npz files, folders of PNGs, datasets), and streaming pool_3 statistics + logits over batches.
+// Fréchet distances end to end: the feature network (the FID Inception with real or clearly labelled stand-in
+// weights, or the MNIST-FD classifier), image sources (sample .npz files, folders of PNGs, datasets, arrays),
+// and streaming feature statistics + logits over batches.
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { readSafetensors } from "../checkpoint.ts";
 import { loadDataset } from "../data/index.ts";
 import type { DataConfig } from "../data/index.ts";
 import { readNpz } from "../data/npz.ts";
-import { readPng } from "../images.ts";
-import { FeatureStats } from "./fid.ts";
+import { readPng, toUint8 } from "../images.ts";
+import { FeatureStats, frechetDistance } from "./fid.ts";
 import { FidInception, LOGITS_DIM, POOL3_DIM, syntheticInceptionStateDict } from "./inception.ts";
 import { inceptionWeightsPath } from "./inception_weights.ts";
+import {
+  CLASSIFIER_CLASSES,
+  CLASSIFIER_FEATURES,
+  type ClassifierDataset,
+  loadClassifier,
+  PROXY_CAVEAT,
+  PROXY_METRIC,
+} from "./mnist_classifier.ts";
 
 export type WeightsKind = "real" | "standin";
 
-export interface LoadedInception {
-  net: FidInception;
-  /** What the numbers were computed with: "pt_inception-2015-12-05 sha256:…" or the stand-in's label. */
+/** A network whose features give a Fréchet distance: the FID Inception, or a proxy classifier. */
+export interface FeatureNetwork {
+  /** The distance's name: "FID", "MNIST-FD", … */
+  metric: string;
+  /** What the numbers were computed with (which weights, their hash): written with every number. */
   weights: string;
-  kind: WeightsKind;
+  /** Printed with every number that is not a standard FID (stand-in weights, a proxy); absent for FID. */
+  caveat?: string;
+  /** Feature size (2048 for pool_3). */
+  dim: number;
+  /** Logit size (1008 for the Inception Score). */
+  logitsDim: number;
+  /** Features [N, dim] and logits [N, logitsDim] of NHWC images with values in [0, 255]. */
+  features(images: tf.Tensor4D): { features: tf.Tensor2D; logits: tf.Tensor2D };
+  dispose(): void;
 }
 
 /** Printed with every number computed with the stand-in weights. */
 export const STANDIN_LABEL = "STAND-IN synthetic Inception weights (a formula, not the FID network): " +
   "numbers are NOT FIDs; get the real weights with `deno task data:inception`";
 
+const STANDIN_CAVEAT =
+  "NOT an FID: stand-in Inception weights; get the real ones with `deno task data:inception`";
+
+function inceptionNetwork(net: FidInception, weights: string, caveat?: string): FeatureNetwork {
+  return {
+    metric: "FID",
+    weights,
+    caveat,
+    dim: POOL3_DIM,
+    logitsDim: LOGITS_DIM,
+    features(images) {
+      // Grayscale → RGB by repeating the channel, as evaluators do.
+      const rgb = images.shape[3] === 1 ? tf.tile(images, [1, 1, 1, 3]) as tf.Tensor4D : images;
+      const { pool3, logits } = net.features(rgb);
+      if (rgb !== images) rgb.dispose();
+      return { features: pool3, logits };
+    },
+    dispose: () => net.dispose(),
+  };
+}
+
 /** The FID Inception with the real 2015-12-05 weights (from `deno task data:inception`) or the stand-in. */
-export async function loadInception(kind: WeightsKind, dir?: string): Promise<LoadedInception> {
+export async function loadInception(kind: WeightsKind, dir?: string): Promise<FeatureNetwork> {
   if (kind === "standin") {
-    return { net: FidInception.fromStateDict(syntheticInceptionStateDict()), weights: STANDIN_LABEL, kind };
+    return inceptionNetwork(
+      FidInception.fromStateDict(syntheticInceptionStateDict()),
+      STANDIN_LABEL,
+      STANDIN_CAVEAT,
+    );
   }
   const path = inceptionWeightsPath(dir);
   const { tensors, metadata } = await readSafetensors(path);
@@ -36,7 +80,29 @@ export async function loadInception(kind: WeightsKind, dir?: string): Promise<Lo
     if (t.dtype === "F32") state.set(name, { shape: t.shape, data: t.data as Float32Array });
   }
   const sha = metadata["ict_kit.source_sha256"] ?? "unknown";
-  return { net: FidInception.fromStateDict(state), weights: `pt_inception-2015-12-05 sha256:${sha}`, kind };
+  return inceptionNetwork(FidInception.fromStateDict(state), `pt_inception-2015-12-05 sha256:${sha}`);
+}
+
+/** The MNIST-FD (or Fashion-MNIST-FD) classifier that `deno task data:mnist-classifier` trained and cached. */
+export async function loadProxy(dataset: ClassifierDataset, path?: string): Promise<FeatureNetwork> {
+  const c = await loadClassifier(dataset, path);
+  const metric = PROXY_METRIC[dataset];
+  return {
+    metric,
+    weights: `${dataset} classifier sha256:${c.sha256.slice(0, 16)} (test accuracy ${
+      (100 * c.info.testAccuracy).toFixed(2)
+    }%)`,
+    caveat: `${metric} is ${PROXY_CAVEAT}`,
+    dim: CLASSIFIER_FEATURES,
+    logitsDim: CLASSIFIER_CLASSES,
+    features: (images) => c.net.apply(c.params, images),
+    dispose: () => c.params.forEach((t) => t.dispose()),
+  };
+}
+
+/** "FID 12.345" plus the caveat in brackets when the number is not a standard FID. */
+export function formatDistance(net: FeatureNetwork, value: number): string {
+  return `${net.metric} ${value.toFixed(3)}${net.caveat ? ` [${net.caveat}]` : ""}`;
 }
 
 /** Batches of uint8-valued images [b, H, W, C] (C = 1 or 3) as float32 in [0, 255]. */
@@ -120,39 +186,73 @@ export async function datasetSource(
   };
 }
 
+/** Images held in memory, NHWC in [−1, 1] (samples, a dataset batch), quantized to uint8 as `deno task sample` saves them. */
+export function arraySource(name: string, x: Float32Array, shape: readonly number[]): ImageSource {
+  const [h, w, c] = shape;
+  const size = h * w * c;
+  if (shape.length !== 3 || x.length % size !== 0) {
+    throw new Error(`${name}: ${x.length} values are not whole images of [${shape}]`);
+  }
+  const count = x.length / size;
+  return {
+    name,
+    count,
+    async *batches(batch) {
+      for (let i = 0; i < count; i += batch) {
+        const b = Math.min(batch, count - i);
+        const u8 = await toUint8(x.subarray(i * size, (i + b) * size));
+        yield { x: Float32Array.from(u8), shape: [b, h, w, c] };
+      }
+    },
+  };
+}
+
 export interface FeatureResult {
   stats: FeatureStats;
-  /** Logits [count, 1008] when asked for (Inception Score). */
+  /** Logits [count, logitsDim] when asked for (Inception Score). */
   logits?: Float32Array;
   count: number;
   seconds: number;
 }
 
-/** pool_3 statistics (and optionally logits) of every image of a source, `batch` at a time. */
+/** Feature statistics (and optionally logits) of every image of a source, `batch` at a time. */
 export async function computeFeatures(
-  net: FidInception,
+  net: FeatureNetwork,
   source: ImageSource,
   opts: { batch: number; logits?: boolean; onProgress?: (done: number, total: number) => void },
 ): Promise<FeatureResult> {
-  const stats = new FeatureStats(POOL3_DIM);
-  const logits = opts.logits ? new Float32Array(source.count * LOGITS_DIM) : undefined;
+  const stats = new FeatureStats(net.dim);
+  const logits = opts.logits ? new Float32Array(source.count * net.logitsDim) : undefined;
   const started = performance.now();
   let done = 0;
   for await (const { x, shape } of source.batches(opts.batch)) {
-    const images = tf.tidy(() => {
-      const t = tf.tensor4d(x, shape);
-      return shape[3] === 1 ? tf.tile(t, [1, 1, 1, 3]) : t; // grayscale → RGB, as evaluators do
-    });
-    const out = net.features(images as tf.Tensor4D);
+    const images = tf.tensor4d(x, shape);
+    const out = net.features(images);
     images.dispose();
-    stats.add((await out.pool3.data()) as Float32Array, shape[0], POOL3_DIM);
-    if (logits) logits.set((await out.logits.data()) as Float32Array, done * LOGITS_DIM);
-    out.pool3.dispose();
-    out.logits.dispose();
+    stats.add((await out.features.data()) as Float32Array, shape[0], net.dim);
+    if (logits) logits.set((await out.logits.data()) as Float32Array, done * net.logitsDim);
+    tf.dispose([out.features, out.logits]);
     done += shape[0];
     opts.onProgress?.(done, source.count);
   }
   return { stats, logits, count: done, seconds: (performance.now() - started) / 1000 };
+}
+
+/** The Fréchet distance between the features of two image sources (e.g. samples and held-out data). */
+export async function frechetBetween(
+  net: FeatureNetwork,
+  a: ImageSource,
+  b: ImageSource,
+  batch = 250,
+): Promise<number> {
+  const [fa, fb] = [await computeFeatures(net, a, { batch }), await computeFeatures(net, b, { batch })];
+  return frechetDistance(
+    fa.stats.mean(),
+    fa.stats.covariance(),
+    fb.stats.mean(),
+    fb.stats.covariance(),
+    net.dim,
+  );
 }
 
 /** A short stable id of the weights, for cache file names. */
