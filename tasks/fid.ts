@@ -145,6 +145,11 @@ await runTask(async () => {
     );
   }
   const refStats = loadStats(ref);
+  if (refStats.dim !== net.dim) {
+    throw new Error(
+      `${ref} holds ${refStats.dim}-dimensional statistics; ${net.metric} features have ${net.dim}`,
+    );
+  }
   if (net.metric === "FID" && source.count < 50_000) {
     log.warn(`${source.count} samples: the paper's FIDs use 50,000; fewer give a higher, not comparable FID`);
   } else if (net.metric !== "FID") {
@@ -155,11 +160,6 @@ await runTask(async () => {
   log.info(`${net.metric} of ${source.name} (${source.count} images) against ${ref}`);
   const r = await computeFeatures(net, source, { batch, logits: values.is, onProgress: progress });
   log.clearBar();
-  if (refStats.dim !== net.dim) {
-    throw new Error(
-      `${ref} holds ${refStats.dim}-dimensional statistics; ${net.metric} features have ${net.dim}`,
-    );
-  }
   const distance = frechetDistance(
     r.stats.mean(),
     r.stats.covariance(),

@@ -264,5 +264,6 @@ Deno.test("data:mnist-classifier, then fid:ref and fid with --features mnist: an
     ["score", "--samples", "mnist:train", "--ref", `${dir}/ref.npz`]
       .concat(["--features", "inception", "--weights", "standin", "--n", "3", "--batch", "3"]),
   );
+  assert.notEqual(wrongRef.code, 0);
   assert.match(wrongRef.text, /holds 128-dimensional statistics; FID features have 2048/);
 });
