@@ -110,6 +110,36 @@ export async function writePng(path: string, img: RawImage): Promise<void> {
 }
 
 /** Reads an 8-bit PNG back to raw pixels, with the file's channel count (grey stays 1 channel). */
+/** Nearest-neighbour upscaling by a whole factor (small digits stay crisp when shown). */
+export function upscale(img: RawImage, zoom: number): RawImage {
+  if (!(Number.isInteger(zoom) && zoom >= 1)) {
+    throw new Error(`upscale: zoom must be an integer >= 1, got ${zoom}`);
+  }
+  const { width, height, channels } = img;
+  const out = new Uint8Array(width * height * channels * zoom * zoom);
+  for (let y = 0; y < height * zoom; y++) {
+    for (let x = 0; x < width * zoom; x++) {
+      const src = (Math.floor(y / zoom) * width + Math.floor(x / zoom)) * channels;
+      out.set(img.data.subarray(src, src + channels), (y * width * zoom + x) * channels);
+    }
+  }
+  return { width: width * zoom, height: height * zoom, channels, data: out };
+}
+
+/** Show an image in the Deno Jupyter kernel (a PNG output, with a text fallback), scaled up `zoom` times. */
+export async function showImage(img: RawImage, caption = "image", zoom = 1): Promise<void> {
+  if (!("jupyter" in Deno)) {
+    throw new Error("showImage runs inside the Deno Jupyter kernel; outside it, use writePng");
+  }
+  const png = await encodePng(zoom > 1 ? upscale(img, zoom) : img);
+  let b64 = "";
+  for (let i = 0; i < png.length; i += 0x8000) b64 += String.fromCharCode(...png.subarray(i, i + 0x8000));
+  await Deno.jupyter.display({ "image/png": btoa(b64), "text/plain": `[image: ${caption}]` }, {
+    raw: true,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100)); // as showPlot: let the message leave first
+}
+
 export async function readPng(path: string): Promise<RawImage> {
   const bytes = await Deno.readFile(path); // a buffer, not the path: sharp's cache can't serve a stale file
   const sharp = await loadSharp();

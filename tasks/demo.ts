@@ -1,12 +1,19 @@
-// deno task demo [--config toy2d|mnist] [--run DIR] [--eval-n N] [--SETTING VALUE …]
+// deno task demo [--config toy2d|mnist] [--run DIR] [--eval-n N] [--classifier FILE] [--SETTING VALUE …]
 // The kit's main command on a laptop: trains iCT from scratch on the CPU in a few minutes, then measures how
-// close one-step (and two-step) samples are to held-out data — sliced Wasserstein and energy distance —
-// against the same figures for the untrained model, and prints where the samples, loss curve and report are.
+// close one-step (and two-step) samples are to held-out data — sliced Wasserstein and energy distance, and on
+// MNIST / Fashion-MNIST the MNIST-FD (a small-classifier proxy, not comparable to FID) — against the same
+// figures for the untrained model, and prints where the samples, loss curve and report are.
 import { initBackend } from "../lib/backend.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import { loadDataset } from "../lib/data/index.ts";
 import { sampleImage, writePng } from "../lib/images.ts";
 import { energyDistance, slicedWasserstein } from "../lib/metrics/distances.ts";
+import { arraySource, type FeatureNetwork, frechetBetween, loadProxy } from "../lib/metrics/evaluate.ts";
+import {
+  CLASSIFIER_DATASETS,
+  type ClassifierDataset,
+  ensureClassifier,
+} from "../lib/metrics/mnist_classifier.ts";
 import { disposeParams, type Params } from "../lib/nn/params.ts";
 import { formatDuration, Logger } from "../lib/log.ts";
 import { sampleAll, samplingSchedule } from "../lib/sampling.ts";
@@ -28,7 +35,7 @@ await runTask(async () => {
     ]],
   };
 
-  const TASK_FLAGS = ["config", "run", "backend", "eval-n"];
+  const TASK_FLAGS = ["config", "run", "backend", "eval-n", "classifier"];
   const flags = parseFlags(Deno.args);
   const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
   const name = get("config") ?? "toy2d";
@@ -47,9 +54,20 @@ await runTask(async () => {
   const reference = heldOut.get(Array.from({ length: refCount }, (_, i) => i)).x;
   const dim = reference.length / refCount;
 
+  // MNIST-sized data: the MNIST-FD too (the classifier is trained once and cached on first use).
+  let proxy: FeatureNetwork | undefined;
+  const proxyData = config.data.dataset as ClassifierDataset;
+  if (CLASSIFIER_DATASETS.includes(proxyData)) {
+    const c = await ensureClassifier(proxyData, { path: get("classifier"), dataDir: config.data.dir });
+    if (c.trained) log.info(`trained the ${proxyData} classifier for the MNIST-FD once: ${c.path}`);
+    proxy = await loadProxy(proxyData, c.path);
+    log.warn(proxy.caveat!);
+  }
+  const sampleShape = train.sampleShape;
+
   /** One-step and two-step sample quality against held-out data. */
   async function quality(model: ConsistencyModel, params: Params, tag: string) {
-    const out: Record<string, { slicedWasserstein: number; energyDistance: number }> = {};
+    const out: Record<string, { slicedWasserstein: number; energyDistance: number; fd?: number }> = {};
     for (const steps of [1, 2]) {
       const x = await sampleAll(model, params, evalN, {
         taus: samplingSchedule(steps, config.sigmaMid),
@@ -59,6 +77,12 @@ await runTask(async () => {
       out[`${steps}-step`] = {
         slicedWasserstein: slicedWasserstein(x, reference, dim, { seed: 1 }),
         energyDistance: energyDistance(x, reference, dim),
+        fd: proxy &&
+          await frechetBetween(
+            proxy,
+            arraySource(tag, x, sampleShape),
+            arraySource("held-out", reference, sampleShape),
+          ),
       };
       if (steps === 1) {
         await writePng(
@@ -94,6 +118,7 @@ await runTask(async () => {
     totalSeconds: (performance.now() - started) / 1000,
     evalSamples: evalN,
     heldOut: `${heldOut.name} (${refCount} samples)`,
+    fdMetric: proxy && { metric: proxy.metric, weights: proxy.weights, caveat: proxy.caveat },
     untrained: before,
     trained: after,
   };
@@ -102,7 +127,7 @@ await runTask(async () => {
   const row = (label: string, q: typeof before, k: string) =>
     `  ${label.padEnd(10)} ${k}: sliced W1 ${q[k].slicedWasserstein.toFixed(4).padStart(8)}   energy ${
       q[k].energyDistance.toFixed(4).padStart(8)
-    }`;
+    }${proxy ? `   ${proxy.metric} ${q[k].fd!.toFixed(3).padStart(9)}` : ""}`;
   console.log(
     [
       ``,
@@ -114,6 +139,7 @@ await runTask(async () => {
       row("trained", after, "1-step"),
       row("untrained", before, "2-step"),
       row("trained", after, "2-step"),
+      ...(proxy ? [`  (${proxy.caveat}; ${proxy.weights})`] : []),
       ``,
       `samples:     ${runDir}/trained-1step.png (untrained: ${runDir}/untrained-1step.png)`,
       `loss curve:  ${runDir}/loss.html      metrics: ${runDir}/metrics.jsonl`,

@@ -186,7 +186,7 @@ Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights,
   assert.match(noWeights.text, /FID Inception weights not found .*deno task data:inception/);
 });
 
-Deno.test("data:mnist-classifier, then fid:ref and fid with --features mnist: an MNIST-FD, labelled as a proxy", async () => {
+Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mnist: an MNIST-FD, labelled as a proxy", async () => {
   const dir = await tempDir();
   const classifier = `${dir}/mnist.safetensors`;
   const noClassifier = await run("fid.ts", [
@@ -266,4 +266,26 @@ Deno.test("data:mnist-classifier, then fid:ref and fid with --features mnist: an
   );
   assert.notEqual(wrongRef.code, 0);
   assert.match(wrongRef.text, /holds 128-dimensional statistics; FID features have 2048/);
+  const demo = await run("demo.ts", [
+    "--config",
+    "mnist",
+    "--run",
+    `${dir}/demo`,
+    "--classifier",
+    classifier,
+    "--total-iters",
+    "100",
+    "--max-steps",
+    "1",
+    "--batch",
+    "2",
+    "--eval-n",
+    "20",
+  ]);
+  assert.equal(demo.code, 0, demo.text.slice(-2000));
+  assert.match(demo.text, /trained +1-step: sliced W1 .* MNIST-FD +\d+\.\d{3}/);
+  assert.match(demo.text, /MNIST-FD is a small-classifier proxy, NOT comparable to FID/);
+  const report = JSON.parse(await Deno.readTextFile(`${dir}/demo/report.json`));
+  assert.ok(report.untrained["1-step"].fd > 0 && report.trained["2-step"].fd > 0);
+  assert.equal(report.fdMetric.metric, "MNIST-FD");
 });
