@@ -63,15 +63,19 @@ export class MnistClassifier {
 
   /** Features [N, 128] and logits [N, 10] of images [N, 28, 28, 1] with values in [0, 255]. */
   apply(p: Params, images: tf.Tensor4D): { features: tf.Tensor2D; logits: tf.Tensor2D } {
-    const [, h, w, c] = images.shape;
+    return tf.tidy(() => this.forward(p, tf.sub(tf.div(images.toFloat(), 127.5), 1)));
+  }
+
+  /** The same for images in [−1, 1] (the kit's datasets and samples), as training sees them. */
+  forward(p: Params, x: tf.Tensor4D): { features: tf.Tensor2D; logits: tf.Tensor2D } {
+    const [, h, w, c] = x.shape;
     if (h !== SIZE || w !== SIZE || c !== 1) {
       throw new Error(
-        `the MNIST classifier takes 28×28 grayscale images [N, 28, 28, 1], got [${images.shape}]: ` +
+        `the MNIST classifier takes 28×28 grayscale images [N, 28, 28, 1], got [${x.shape}]: ` +
           `MNIST-FD is for MNIST-sized samples; use FID (--features inception) for other images`,
       );
     }
     return tf.tidy(() => {
-      let x: tf.Tensor4D = tf.sub(tf.div(images.toFloat(), 127.5), 1);
       x = tf.relu(this.conv1.apply(p, x));
       x = tf.relu(this.conv2.apply(p, x));
       x = this.pool.apply(p, x);
@@ -108,8 +112,10 @@ export async function trainClassifier(
   for (let step = 1; step <= steps; step++) {
     const { x, labels } = loader.next();
     const { value, grads } = tf.variableGrads(() => {
-      const images = tf.mul(tf.add(x, 1), 127.5) as tf.Tensor4D;
-      return tf.losses.softmaxCrossEntropy(labels!, net.apply(params, images).logits) as tf.Scalar;
+      return tf.losses.softmaxCrossEntropy(
+        labels!,
+        net.forward(params, x as tf.Tensor4D).logits,
+      ) as tf.Scalar;
     }, [...vars.values()]);
     const byName = new Map([...vars].map(([name, v]) => [name, grads[v.name]]));
     optimizer.update(byName);
@@ -134,8 +140,7 @@ export async function evaluateClassifier(
     const idx = Array.from({ length: Math.min(batch, data.size - i) }, (_, k) => i + k);
     const { x, labels } = data.get(idx);
     const [hit, ce] = tf.tidy(() => {
-      const images = tf.tensor4d(x.map((v) => (v + 1) * 127.5), [idx.length, SIZE, SIZE, 1]);
-      const { logits } = net.apply(params, images);
+      const { logits } = net.forward(params, tf.tensor4d(x, [idx.length, SIZE, SIZE, 1]));
       const y = tf.tensor1d(labels!, "int32");
       const hit = tf.equal(tf.argMax(logits, 1), y).sum();
       const ce = tf.losses.softmaxCrossEntropy(
