@@ -76,8 +76,9 @@ await runTask(async () => {
     }
     return { dataset: name as DataConfig["dataset"], dir: values["data-dir"], flip: false };
   };
-  const refPath = (name: string, split: string, id: string) =>
-    `${REF_DIR}/${name}-${split}${limit ? `-n${limit}` : ""}-${id}.npz`;
+  /** The cached statistics of a dataset split, by its own name (cifar10-train, cifar10-subset-train, …). */
+  const refPath = (sourceName: string, n: number | undefined, id: string) =>
+    `${REF_DIR}/${sourceName}${n ? `-n${n}` : ""}-${id}.npz`;
 
   await initBackend();
   const log = new Logger();
@@ -99,7 +100,7 @@ await runTask(async () => {
     log.info(`reference statistics of ${source.name}: ${source.count} images`);
     const r = await computeFeatures(net, source, { batch, onProgress: progress });
     log.clearBar();
-    const out = values.out ?? refPath(values.data, split, id);
+    const out = values.out ?? refPath(source.name, limit, id);
     await Deno.mkdir(out.slice(0, out.lastIndexOf("/")) || ".", { recursive: true });
     await saveStats(out, { mu: r.stats.mean(), sigma: r.stats.covariance() });
     await writeFileAtomic(
@@ -135,10 +136,13 @@ await runTask(async () => {
       ? npzSource(npz, limit)
       : await pngFolderSource(values.samples, limit);
   }
-  const ref = values.ref.endsWith(".npz") ? values.ref : refPath(values.ref, "train", id);
+  const ref = values.ref.endsWith(".npz")
+    ? values.ref
+    : refPath((await datasetSource(dataConfig(values.ref), "train")).name, undefined, id);
   if (!(await Deno.stat(ref).catch(() => null))) {
     throw new Error(
       `reference statistics ${ref} not found: compute them with \`deno task fid:ref --data ${values.ref}` +
+        `${values["data-dir"] ? ` --data-dir ${values["data-dir"]}` : ""}` +
         `${features !== "inception" ? ` --features ${features}` : ""}` +
         `${features === "inception" && values.weights === "standin" ? " --weights standin" : ""}` +
         `\` or pass --ref FILE.npz`,

@@ -176,12 +176,13 @@ Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights,
     "--samples",
     "mnist:train",
     "--ref",
-    "cifar10",
+    "mnist",
     "--weights",
     "standin",
   ]);
   assert.notEqual(missing.code, 0);
-  assert.match(missing.text, /deno task fid:ref --data cifar10 --weights standin/);
+  assert.match(missing.text, /data\/fid_refs\/mnist-train-[0-9a-f]{8}\.npz not found/);
+  assert.match(missing.text, /deno task fid:ref --data mnist --weights standin/);
   const noWeights = await run("fid.ts", ["score", "--samples", "x.npz", "--ref", "cifar10"]);
   assert.match(noWeights.text, /FID Inception weights not found .*deno task data:inception/);
 });
