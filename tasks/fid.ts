@@ -129,7 +129,7 @@ await runTask(async () => {
   else if (/^[a-z0-9-]+:(train|test)$/.test(values.samples)) {
     const [name, split] = values.samples.split(":");
     source = await datasetSource(dataConfig(name), split as "train" | "test", limit);
-    defaultOut = `${RECORD_DIR}/${name}-${split}.${net.metric.toLowerCase()}.json`;
+    defaultOut = `${RECORD_DIR}/${source.name}.${net.metric.toLowerCase()}.json`;
   } else {
     const npz = `${values.samples}/samples.npz`;
     source = (await Deno.stat(npz).catch(() => null))
