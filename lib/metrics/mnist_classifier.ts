@@ -206,7 +206,7 @@ export async function loadClassifier(
 ): Promise<LoadedClassifier> {
   if (!(await Deno.stat(path).catch(() => null))) {
     throw new Error(
-      `no ${dataset} classifier at ${path}: train it once (about 2 minutes on a CPU) with ` +
+      `no ${dataset} classifier at ${path}: train it once (about 3 minutes on 2 CPU cores) with ` +
         `\`deno task data:mnist-classifier --data ${dataset}\``,
     );
   }
