@@ -1,34 +1,39 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
-import { initThreadedWasm, requestedWasmThreads } from "../lib/wasm_threads.ts";
-import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
-import { Rng } from "../lib/rng.ts";
+import { requestedWasmThreads } from "../lib/wasm_threads.ts";
 import { assertClose } from "../lib/testing.ts";
 
+/**
+ * Threaded wasm starts once per process, and on a busy machine XNNPACK's start sometimes fails (1 thread, or the
+ * pthread worker never reports loaded). The kit says so and the user reruns; the test does the same, up to 3
+ * fresh processes, and fails if none starts with 2 threads or if wasm and cpu disagree.
+ */
 Deno.test("threaded wasm: starts with 2 XNNPACK threads in Deno and trains like cpu", async () => {
-  assert.equal(
-    tf.findBackend("wasm"),
-    null,
-    "this test file must be the first to initialize wasm in its process",
-  );
-  assert.equal(await initThreadedWasm(2), 2);
-  registerWasmTrainingKernels();
-  const r = Rng.seeded(11);
-  const xData = Float32Array.from({ length: 4 * 16 * 16 * 8 }, () => r.normal());
-  const wData = Float32Array.from({ length: 3 * 3 * 8 * 16 }, () => r.normal());
-  const run = () => {
-    const x = tf.tensor4d(xData, [4, 16, 16, 8]);
-    const w = tf.tensor4d(wData, [3, 3, 8, 16]);
-    const loss = (a: tf.Tensor, b: tf.Tensor) =>
-      tf.mean(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, "same")));
-    const [gx, gw] = tf.grads(loss)([x, w]);
-    return tf.concat([tf.conv2d(x, w, 1, "same").flatten(), gx.flatten(), gw.flatten()]);
-  };
-  assert.ok(await tf.setBackend("wasm"));
-  const onWasm = tf.tidy(run);
-  const wasmValues = await onWasm.data();
-  assert.ok(await tf.setBackend("cpu"));
-  await assertClose(wasmValues, tf.tidy(run), { atol: 1e-4, rtol: 1e-4 });
+  const attempts: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", new URL("./wasm_threads_child.ts", import.meta.url).pathname],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(120_000),
+    }).output().catch((e: Error) => ({
+      code: -1,
+      stdout: new Uint8Array(),
+      stderr: new TextEncoder().encode(`${e.name}: the start stalled (killed after 120 s)`),
+    }));
+    const text = new TextDecoder().decode(out.stdout).trim();
+    const line = text.split("\n").findLast((l) => l.startsWith("{"));
+    const result = out.code === 0 && line ? JSON.parse(line) : undefined;
+    if (result?.threads === 2) {
+      await assertClose(result.wasm, result.cpu, { atol: 1e-4, rtol: 1e-4 });
+      return;
+    }
+    attempts.push(
+      `attempt ${attempt}: exit ${out.code}, threads ${result?.threads}: ` +
+        new TextDecoder().decode(out.stderr).slice(-300),
+    );
+  }
+  assert.fail(`threaded wasm never started with 2 threads:\n${attempts.join("\n")}`);
 });
 
 Deno.test("requestedWasmThreads: ICT_WASM_THREADS, default all cores, bad values refused", () => {
