@@ -7,7 +7,7 @@ import { readSafetensors } from "../checkpoint.ts";
 import { loadDataset } from "../data/index.ts";
 import type { DataConfig } from "../data/index.ts";
 import { readNpz } from "../data/npz.ts";
-import { readPng, toUint8 } from "../images.ts";
+import { quantize, readPng } from "../images.ts";
 import { FeatureStats, frechetDistance } from "./fid.ts";
 import { FidInception, LOGITS_DIM, POOL3_DIM, syntheticInceptionStateDict } from "./inception.ts";
 import { inceptionWeightsPath } from "./inception_weights.ts";
@@ -163,7 +163,7 @@ export async function pngFolderSource(dir: string, limit?: number): Promise<Imag
   };
 }
 
-/** A dataset split (images in [−1, 1] → their exact uint8 values). */
+/** A dataset split (images in [−1, 1] → their exact uint8 values, by the samples' own rounding). */
 export async function datasetSource(
   cfg: DataConfig,
   split: "train" | "test",
@@ -180,7 +180,7 @@ export async function datasetSource(
       for (let i = 0; i < count; i += batch) {
         const b = Math.min(batch, count - i);
         const { x } = ds.get(Array.from({ length: b }, (_, k) => i + k));
-        yield { x: x.map((v) => Math.round((v + 1) * 127.5)), shape: [b, h, w, c] };
+        yield { x: Float32Array.from(quantize(x)), shape: [b, h, w, c] };
       }
     },
   };
@@ -200,8 +200,7 @@ export function arraySource(name: string, x: Float32Array, shape: readonly numbe
     async *batches(batch) {
       for (let i = 0; i < count; i += batch) {
         const b = Math.min(batch, count - i);
-        const u8 = await toUint8(x.subarray(i * size, (i + b) * size));
-        yield { x: Float32Array.from(u8), shape: [b, h, w, c] };
+        yield { x: Float32Array.from(quantize(x.subarray(i * size, (i + b) * size))), shape: [b, h, w, c] };
       }
     },
   };
