@@ -76,3 +76,33 @@ export function formatDuration(seconds: number): string {
   if (m > 0) return `${m}m${two(sec)}s`;
   return `${sec}s`;
 }
+
+/**
+ * The progress callback of a download (bytes received, of total when known): one updating line on a terminal,
+ * a line per tenth otherwise. `end()` closes the terminal line if anything was printed.
+ */
+export function downloadProgress(): {
+  onProgress: (received: number, total: number | undefined) => void;
+  end: () => void;
+} {
+  const mb = (n: number) => (n / 1e6).toFixed(1);
+  const tty = Deno.stdout.isTerminal();
+  let lastTenth = -1;
+  let printed = false;
+  return {
+    onProgress(received, total) {
+      const text = total ? `${mb(received)} / ${mb(total)} MB` : `${mb(received)} MB`;
+      if (tty) {
+        printed = true;
+        Deno.stdout.writeSync(new TextEncoder().encode(`\rdownloading: ${text}   `));
+      } else if (total && Math.floor((10 * received) / total) > lastTenth) {
+        lastTenth = Math.floor((10 * received) / total);
+        console.log(`downloading: ${text}`);
+      }
+    },
+    end() {
+      if (printed) console.log();
+      printed = false;
+    },
+  };
+}

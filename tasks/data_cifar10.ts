@@ -3,6 +3,7 @@
 // the six .bin files into DIR/cifar-10-batches-bin/ (default data/cifar10). Does nothing if they are there.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { downloadProgress } from "../lib/log.ts";
 import {
   CIFAR10_DIR,
   CIFAR10_FILES,
@@ -21,28 +22,18 @@ if (values.help) {
 }
 
 const mb = (n: number) => (n / 1e6).toFixed(1);
-const tty = Deno.stdout.isTerminal();
-let lastTenth = -1;
-function progress(received: number, total: number | undefined) {
-  const text = total ? `${mb(received)} / ${mb(total)} MB` : `${mb(received)} MB`;
-  if (tty) {
-    Deno.stdout.writeSync(new TextEncoder().encode(`\rdownloading: ${text}   `));
-  } else if (total && Math.floor((10 * received) / total) > lastTenth) {
-    lastTenth = Math.floor((10 * received) / total);
-    console.log(`downloading: ${text}`);
-  }
-}
+const progress = downloadProgress();
 
 console.log(`CIFAR-10: ${CIFAR10_URL} (md5 ${CIFAR10_MD5}) → ${values.dir}`);
 try {
-  const { dir, downloaded } = await downloadCifar10(values.dir, { onProgress: progress });
-  if (tty && downloaded) console.log();
+  const { dir, downloaded } = await downloadCifar10(values.dir, { onProgress: progress.onProgress });
+  progress.end();
   console.log(downloaded ? "md5 verified; unpacked:" : "already there (official sizes), nothing downloaded:");
   for (const f of [...CIFAR10_FILES.train, ...CIFAR10_FILES.test]) {
     console.log(`  ${join(dir, f)}  ${mb(Deno.statSync(join(dir, f)).size)} MB`);
   }
 } catch (e) {
-  if (tty) console.log();
+  progress.end();
   console.error(`error: ${(e as Error).message}`);
   Deno.exit(1);
 }

@@ -6,6 +6,7 @@
 // DIR/pt_inception-2015-12-05.safetensors (default DIR: data/inception). Does nothing if the cache is there.
 // --url and --sha256-prefix replace the source (tests serve a small file on 127.0.0.1).
 import { parseArgs } from "node:util";
+import { downloadProgress } from "../lib/log.ts";
 import { runTask } from "../lib/cli.ts";
 import {
   downloadInceptionWeights,
@@ -28,20 +29,7 @@ if (values.help) {
   Deno.exit(0);
 }
 
-const mb = (n: number) => (n / 1e6).toFixed(1);
-const tty = Deno.stdout.isTerminal();
-let lastTenth = -1;
-let printed = false;
-function progress(received: number, total: number | undefined) {
-  const text = total ? `${mb(received)} / ${mb(total)} MB` : `${mb(received)} MB`;
-  printed = true;
-  if (tty) {
-    Deno.stdout.writeSync(new TextEncoder().encode(`\rdownloading: ${text}   `));
-  } else if (total && Math.floor((10 * received) / total) > lastTenth) {
-    lastTenth = Math.floor((10 * received) / total);
-    console.log(`downloading: ${text}`);
-  }
-}
+const progress = downloadProgress();
 
 await runTask(async () => {
   console.log(`FID Inception weights: ${values.url} (sha256 ${values["sha256-prefix"]}…) → ${values.dir}`);
@@ -49,9 +37,9 @@ await runTask(async () => {
     const r = await downloadInceptionWeights(values.dir, {
       url: values.url,
       sha256Prefix: values["sha256-prefix"],
-      onProgress: progress,
+      onProgress: progress.onProgress,
     });
-    if (tty && printed) console.log();
+    progress.end();
     const what = {
       cached: "already there, nothing downloaded:",
       converted: `converted the .pth already in ${values.dir} (sha256 prefix verified):`,
@@ -61,7 +49,7 @@ await runTask(async () => {
     console.log(`  ${r.path}  ${r.tensors} tensors`);
     console.log(`  source ${r.pthPath}  sha256 ${r.sha256}`);
   } catch (e) {
-    if (tty && printed) console.log();
+    progress.end();
     throw e;
   }
 });
