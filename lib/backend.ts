@@ -4,7 +4,13 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from "./wasm_kernels.ts";
-import { initThreadedWasm, requestedWasmThreads, wasmThreads } from "./wasm_threads.ts";
+import {
+  initThreadedWasm,
+  MAX_WASM_THREADS,
+  requestedWasmThreads,
+  wasmBackendStarted,
+  wasmThreads,
+} from "./wasm_threads.ts";
 
 export const BACKENDS = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
 export type BackendName = typeof BACKENDS[number];
@@ -156,9 +162,11 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   if (choice.name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
   if (choice.name === "cpu") registerCpuTrainingKernels();
   const threads = choice.name === "wasm" ? requestedWasmThreads() : 1;
+  let replaced = 0;
   if (choice.name === "wasm") {
     registerWasmTrainingKernels();
-    if (threads > 1 && !tf.findBackend("wasm")) await initThreadedWasm(threads); // fixed at first initialization
+    // Fixed at first initialization; stalled pool workers are replaced (lib/wasm_threads.ts).
+    if (threads > 1 && !wasmBackendStarted()) replaced = (await initThreadedWasm(threads)).replaced;
   }
   if (!(await tf.setBackend(choice.name))) {
     throw new Error(`TF.js could not initialize the ${choice.name} backend`);
@@ -166,11 +174,15 @@ export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice
   await tf.ready();
   if (choice.name === "wasm") {
     const got = wasmThreads();
-    // XNNPACK falls back to fewer threads when its worker is not ready in time (seen on a busy machine).
-    const short = got < threads
-      ? `, fewer than the ${threads} asked for: the machine was busy at start; rerun to retry`
-      : "";
-    choice.reason = `${got} thread(s) (ICT_WASM_THREADS${short}) — ${choice.reason}`;
+    const expected = Math.min(threads, MAX_WASM_THREADS);
+    const notes = [
+      threads > MAX_WASM_THREADS ? `tfjs-backend-wasm runs at most ${MAX_WASM_THREADS}` : "",
+      got < expected ? `fewer than the ${expected} asked for: XNNPACK could not start its threads` : "",
+      replaced > 0 ? `${replaced} stalled pool worker(s) replaced at start` : "",
+    ].filter(Boolean);
+    choice.reason = `${got} thread(s) (ICT_WASM_THREADS${
+      notes.map((n) => `; ${n}`).join("")
+    }) — ${choice.reason}`;
   }
   if (!opts.quiet) console.error(`backend: ${choice.name} — ${choice.reason}`);
   return choice;

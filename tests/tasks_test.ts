@@ -11,8 +11,7 @@ async function run(script: string, args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
     cwd: root,
-    // One wasm thread: starting XNNPACK's worker can stall on a busy machine, and these runs are small.
-    env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
+    env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -40,8 +39,7 @@ Deno.test("train: SIGINT saves a checkpoint and stops; --resume continues; other
     ]
       .concat(["--log-every", "1", "--checkpoint-every", "100000", "--sample-every", "0"]),
     cwd: root,
-    // One wasm thread: starting XNNPACK's worker can stall on a busy machine, and these runs are small.
-    env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
+    env: { NO_COLOR: "1" },
     stdout: "null",
     stderr: "piped",
   }).spawn();
