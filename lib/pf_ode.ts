@@ -95,24 +95,61 @@ export function exactConsistencyFunction(
   return solvePfOde(mix, x, sigma, sigmaMin, steps);
 }
 
+/** ∇_x log p_σ(x) as tensor ops, for x [B, dim] and σ [B, 1] (the same formula as `mixtureScore`). */
+function mixtureScoreOp(mix: GaussianMixture) {
+  const means = tf.tensor2d(mix.means.flat(), [mix.means.length, mix.dim]); // [K, dim]
+  const variances = tf.tensor2d(mix.stds.map((s) => s * s), [1, mix.stds.length]);
+  const logW = tf.tensor2d(mix.weights.map(Math.log), [1, mix.weights.length]);
+  return (x: tf.Tensor2D, sigma: tf.Tensor2D): tf.Tensor2D => {
+    const v = tf.add(tf.square(sigma), variances); // [B, K]
+    const sq = tf.sum(tf.square(tf.sub(tf.expandDims(x, 1), tf.expandDims(means, 0))), 2); // [B, K]
+    const logR = tf.sub(tf.sub(logW, tf.mul(0.5 * mix.dim, tf.log(v))), tf.div(sq, tf.mul(2, v)));
+    const rOverV = tf.div(tf.softmax(logR), v); // r_k / v_k
+    // Σ_k r_k (mean_k − x) / v_k = (r/v)·means − x·Σ_k r_k/v_k
+    return tf.sub(tf.matMul(rOverV, means), tf.mul(x, tf.sum(rOverV, 1, true)));
+  };
+}
+
 /**
  * f* as a batch consistency function over [B, dim] tensors, so the kit's losses and samplers can run on the
- * ground truth. Each sample is solved at its own σ on the host (reads the batch synchronously: cpu/wasm).
+ * ground truth. Each sample is solved from its own σ with `solvePfOde`'s scheme (RK4, `steps` uniform steps in
+ * ln σ), all samples at once in float32 tensor ops: nothing is read back, so it runs on every backend (webgpu
+ * cannot read synchronously).
  */
 export function exactConsistencyFn(
   mix: GaussianMixture,
   sigmaMin: Sigma = SIGMA_MIN,
   steps = 200,
 ): ConsistencyFn {
-  return (x: tf.Tensor, sigmas: SigmaBatch) => {
-    const pts = Float64Array.from(x.dataSync());
-    const out = new Float64Array(pts.length);
-    for (let b = 0; b < sigmas.length; b++) {
-      const row = pts.subarray(b * mix.dim, (b + 1) * mix.dim);
-      out.set(solvePfOde(mix, row, sigmas[b], sigmaMin, steps), b * mix.dim);
-    }
-    return tf.tensor(Float32Array.from(out), x.shape);
-  };
+  return (x: tf.Tensor, sigmas: SigmaBatch) =>
+    tf.tidy(() => {
+      const b = sigmas.length;
+      const score = mixtureScoreOp(mix);
+      const t0 = Float32Array.from(sigmas, (s) => Math.log(Math.max(s, sigmaMin)));
+      // Per-sample step in t = ln σ; 0 for a sample already at σ_min (then f* = x exactly).
+      const h = tf.tensor2d(Float32Array.from(t0, (t) => (Math.log(sigmaMin) - t) / steps), [b, 1]);
+      const [half, sixth, start] = [tf.mul(h, 0.5), tf.div(h, 6), tf.tensor2d(t0, [b, 1])];
+      // dx/dt = −σ² ∇log p_σ(x), σ = e^t
+      const dxdt = (y: tf.Tensor2D, t: tf.Tensor) => {
+        const sigma = tf.exp(t) as tf.Tensor2D;
+        return tf.mul(tf.neg(tf.square(sigma)), score(y, sigma)) as tf.Tensor2D;
+      };
+      let cur = tf.reshape(x, [b, mix.dim]) as tf.Tensor2D;
+      for (let s = 0; s < steps; s++) {
+        const next = tf.tidy(() => { // one step's intermediates are freed at once: 200 steps add up
+          const t = tf.add(start, tf.mul(h, s));
+          const tMid = tf.add(t, half);
+          const k1 = dxdt(cur, t);
+          const k2 = dxdt(tf.add(cur, tf.mul(half, k1)), tMid);
+          const k3 = dxdt(tf.add(cur, tf.mul(half, k2)), tMid);
+          const k4 = dxdt(tf.add(cur, tf.mul(h, k3)), tf.add(t, h));
+          return tf.add(cur, tf.mul(sixth, tf.addN([k1, tf.mul(2, k2), tf.mul(2, k3), k4]))) as tf.Tensor2D;
+        });
+        if (s > 0) cur.dispose();
+        cur = next;
+      }
+      return tf.reshape(cur, x.shape);
+    });
 }
 
 /** Draw n points from the mixture with a host normal generator (e.g. `() => rng.normal()`). */

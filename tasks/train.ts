@@ -3,7 +3,7 @@
 // Trains a consistency model with iCT (or any mix of CT's choices) from a preset config; every setting can be
 // overridden by a flag (`--batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`). Ctrl-C saves a checkpoint
 // and stops; `--resume` continues the run exactly where it stopped.
-import { initBackend } from "../lib/backend.ts";
+import { checkPresetBackend, initBackend } from "../lib/backend.ts";
 import { readCheckpointInfo } from "../lib/checkpoint.ts";
 import {
   applyOverrides,
@@ -38,7 +38,7 @@ await runTask(async () => {
     ? (await readCheckpointInfo(await latestCheckpoint(runDir))).config as TrainConfig
     : preset(name);
   applyOverrides(config, settings);
-  await initBackend(); // reads --backend
+  checkPresetBackend(config.preset, await initBackend()); // reads --backend; no paper preset on a CPU auto picked
   const result = await runTraining(config, { runDir, resume });
   console.log(`run: ${runDir}  step ${result.step}  checkpoint ${result.lastCheckpoint}`);
 });

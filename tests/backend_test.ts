@@ -1,6 +1,18 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { backendRequest, chooseBackend, initBackend, type Probe, probeBackends } from "../lib/backend.ts";
+import {
+  allowGpuMemoryGrowth,
+  type BackendRequest,
+  backendRequest,
+  checkPresetBackend,
+  chooseBackend,
+  deviceLimits,
+  initBackend,
+  type Probe,
+  probeBackends,
+  tensorflowProbe,
+} from "../lib/backend.ts";
+import { checkTensorFits } from "../lib/webgpu_guard.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
@@ -77,10 +89,11 @@ Deno.test("a small conv net's full gradient on wasm equals cpu", async () => {
   await assertClose(await on("wasm", run), await on("cpu", run), { atol: 1e-4, rtol: 1e-4 });
 });
 
-const probe = (name: Probe["name"], available: boolean, software = false): Probe => ({
+const probe = (name: Probe["name"], available: boolean, software = false, gpu?: boolean): Probe => ({
   name,
   available,
   software,
+  gpu: name === "tensorflow" && available ? gpu ?? true : undefined,
   detail: available ? "ok" : "missing",
 });
 
@@ -93,6 +106,104 @@ Deno.test("chooseBackend: preference order tensorflow > webgpu > wasm > cpu", ()
     "wasm",
   );
   assert.equal(chooseBackend([probe("cpu", true)], "auto").name, "cpu");
+});
+
+Deno.test("chooseBackend: a CPU-only tensorflow ranks below a real webgpu adapter, above wasm", () => {
+  const cpuTf = probe("tensorflow", true, false, false);
+  const rest = [probe("webgpu", true), probe("wasm", true), probe("cpu", true)];
+  assert.equal(chooseBackend([cpuTf, ...rest], "auto").name, "webgpu");
+  assert.equal(
+    chooseBackend([cpuTf, probe("webgpu", true, true), ...rest.slice(1)], "auto").name,
+    "tensorflow",
+  );
+  assert.equal(chooseBackend([cpuTf, probe("webgpu", false), ...rest.slice(1)], "auto").name, "tensorflow");
+  const asked = chooseBackend([cpuTf, ...rest], "tensorflow");
+  assert.equal(asked.name, "tensorflow");
+  assert.match(asked.reason, /host CPU only/);
+});
+
+Deno.test("tensorflowProbe: isUsingGpuDevice decides GPU or CPU-only, with the device's name", () => {
+  const gpu = tensorflowProbe("@tensorflow/tfjs-node-gpu", true, "NVIDIA H100 80GB HBM3");
+  assert.equal(gpu.gpu, true);
+  assert.match(gpu.detail, /on GPU NVIDIA H100/);
+  const fallback = tensorflowProbe("@tensorflow/tfjs-node-gpu", false);
+  assert.equal(fallback.gpu, false);
+  assert.ok(fallback.available, "a CPU-only addon still works, it just is not a GPU");
+  assert.match(fallback.detail, /host CPU only.*CUDA 11\.2.*cuDNN 8\.1/);
+  assert.equal(tensorflowProbe("@tensorflow/tfjs-node", undefined).gpu, false, "unknown is not a GPU");
+});
+
+Deno.test("allowGpuMemoryGrowth sets TF_FORCE_GPU_ALLOW_GROWTH=true unless the user set it", () => {
+  const env = (init: Record<string, string>) => {
+    const m = new Map(Object.entries(init));
+    return { get: (k: string) => m.get(k), set: (k: string, v: string) => void m.set(k, v), m };
+  };
+  const unset = env({});
+  allowGpuMemoryGrowth(unset);
+  assert.equal(unset.m.get("TF_FORCE_GPU_ALLOW_GROWTH"), "true");
+  const chosen = env({ TF_FORCE_GPU_ALLOW_GROWTH: "false" });
+  allowGpuMemoryGrowth(chosen);
+  assert.equal(chosen.m.get("TF_FORCE_GPU_ALLOW_GROWTH"), "false");
+});
+
+Deno.test("probeBackends loads the tensorflow addon only for auto or tensorflow", async () => {
+  for (const request of ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as BackendRequest[]) {
+    let loaded = 0;
+    const probes = await probeBackends(request, {
+      tensorflow: () => (loaded++, Promise.resolve(probe("tensorflow", true))),
+      webgpu: () => Promise.resolve(probe("webgpu", false)),
+    });
+    const expected = request === "auto" || request === "tensorflow" ? 1 : 0;
+    assert.equal(loaded, expected, `addon loads for --backend ${request}`);
+    const tfProbe = probes.find((p) => p.name === "tensorflow")!;
+    if (!expected) assert.match(tfProbe.detail, new RegExp(`not loaded \\(--backend ${request}`));
+  }
+});
+
+Deno.test("checkPresetBackend: a paper preset refuses a CPU backend that auto picked, in one line", () => {
+  const none = [
+    probe("tensorflow", false),
+    probe("webgpu", true, true),
+    probe("wasm", true),
+    probe("cpu", true),
+  ];
+  const auto = chooseBackend(none, "auto");
+  assert.equal(auto.name, "wasm");
+  for (const preset of ["cifar10", "cifar10-deep", "imagenet64", "imagenet64-deep"]) {
+    assert.throws(
+      () => checkPresetBackend(preset, auto),
+      (e: Error) =>
+        /GPU setup/.test(e.message) && e.message.includes(`${preset} preset`) &&
+        /tensorflow: missing; webgpu: ok/.test(e.message) && /--backend wasm/.test(e.message) &&
+        !e.message.includes("\n"),
+    );
+  }
+  checkPresetBackend("cifar10", chooseBackend(none, "wasm")); // explicit: the user's choice
+  checkPresetBackend("cifar10", chooseBackend(none, "cpu"));
+  checkPresetBackend("mnist", auto); // small presets are CPU jobs
+  checkPresetBackend("toy2d", auto);
+  const cpuTf = [probe("tensorflow", true, false, false), ...none.slice(1)];
+  assert.equal(chooseBackend(cpuTf, "auto").name, "tensorflow");
+  assert.throws(() => checkPresetBackend("cifar10", chooseBackend(cpuTf, "auto")), /no GPU backend/);
+  checkPresetBackend("cifar10", chooseBackend([probe("tensorflow", true), ...none.slice(1)], "auto"));
+  checkPresetBackend(
+    "imagenet64",
+    chooseBackend([probe("tensorflow", false), probe("webgpu", true), ...none.slice(2)], "auto"),
+  );
+});
+
+Deno.test("checkTensorFits: refuses a tensor over the binding or buffer limit, naming both", () => {
+  const limits = { maxStorageBufferBindingSize: 128 * 2 ** 20, maxBufferSize: 256 * 2 ** 20 };
+  checkTensorFits([32 * 2 ** 20], "float32", limits); // exactly at the binding limit
+  assert.throws(
+    () => checkTensorFits([32 * 2 ** 20 + 1], "float32", limits),
+    /\[33554433\].*maxStorageBufferBindingSize/,
+  );
+  assert.throws(
+    () => checkTensorFits([1024, 32, 32, 65], "float32", limits),
+    /\[1024,32,32,65\].*maxBufferSize/,
+  );
+  assert.throws(() => checkTensorFits([32 * 2 ** 20 + 1], "int32", limits), /int32 tensor/);
 });
 
 Deno.test("chooseBackend: a software WebGPU adapter is skipped unless asked for", () => {
@@ -132,15 +243,19 @@ Deno.test("backendRequest: --backend flag beats ICT_BACKEND; bad names refused",
   assert.throws(() => backendRequest(["--backend", "tpu"], env()), /unknown backend "tpu"/);
 });
 
-Deno.test("probeBackends here: tensorflow reported not installed without importing; wasm and cpu present", async () => {
+Deno.test("probeBackends here: tensorflow is GPU, CPU-only, absent or broken, said in words; wasm and cpu present", async () => {
   const probes = await probeBackends();
   const tfProbe = probes.find((p) => p.name === "tensorflow")!;
-  assert.equal(tfProbe.available, false);
-  assert.match(tfProbe.detail, /not installed/);
+  // Either state is fine (machines differ); what it says must match what it is.
+  if (tfProbe.available) assert.match(tfProbe.detail, tfProbe.gpu ? /on GPU/ : /host CPU only|CPU build/);
+  else assert.match(tfProbe.detail, /not installed|failed to load/);
   assert.ok(probes.find((p) => p.name === "wasm")!.available);
   const choice = await initBackend({ backend: "wasm", quiet: true });
   assert.equal(choice.name, "wasm");
   assert.equal(tf.getBackend(), "wasm");
   assert.ok(tf.getKernel("Conv2DBackpropFilter", "wasm"), "training kernel registered");
   assert.ok(tf.getKernel("Conv2DBackpropInput", "wasm"), "input-gradient kernel registered");
+  const limits = await deviceLimits();
+  assert.equal(limits.backend, "wasm");
+  assert.equal(limits.memoryBytes, 4 * 2 ** 30, "wasm's 32-bit heap");
 });

@@ -176,7 +176,7 @@ export async function saveClassifier(path: string, params: Params, info: Classif
     tensors.set(s.name, {
       dtype: "F32",
       shape: s.shape,
-      data: get(params, s.name, s.shape).dataSync() as Float32Array,
+      data: (await get(params, s.name, s.shape).data()) as Float32Array, // async: webgpu cannot read synchronously
     });
   }
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || ".", { recursive: true });
