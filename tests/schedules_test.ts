@@ -54,7 +54,19 @@ Deno.test("ictDiscretizationSteps: the paper's CIFAR-10 run (K = 400,000) at eve
     [400_000, 1281],
   ];
   for (const [k, n] of expected) assert.equal(ictDiscretizationSteps(k, K), n, `N(${k})`);
-  // s1/s0 not a power of two: K' = floor(1000 / (log2(floor(150/10)) + 1)) = floor(1000 / 4.9069) = 203
+  // s1/s0 = 155/10 = 15.5, neither a power of two nor a whole number, with K = 1000:
+  //   K' = floor(1000 / (log2(floor(15.5)) + 1)) = floor(1000 / 4.90689) = 203   (the paper's formula)
+  // and each near miss gives another K': log2(ceil(15.5)) → 200, log2(15.5) unfloored → 201,
+  // floor(log2(15)) → 250, ceil(log2(15)) → 200. k = 200 … 203 and 250 tell them all apart.
+  for (const [k, n] of [[199, 11], [200, 11], [201, 11], [202, 11], [203, 21], [249, 21], [250, 21]]) {
+    assert.equal(ictDiscretizationSteps(k, 1000, 10, 155), n, `N(${k}) with s0 = 10, s1 = 155`);
+  }
+  assert.equal(ictDiscretizationSteps(405, 1000, 10, 155), 21);
+  assert.equal(ictDiscretizationSteps(406, 1000, 10, 155), 41); // 2K'
+  assert.equal(ictDiscretizationSteps(811, 1000, 10, 155), 81);
+  assert.equal(ictDiscretizationSteps(812, 1000, 10, 155), 156); // 4K': s0·16 = 160 is capped at s1 + 1
+  assert.equal(ictDiscretizationSteps(999, 1000, 10, 155), 156);
+  // s1/s0 = 15, a whole number that is not a power of two: K' = floor(1000 / 4.90689) = 203 as well.
   assert.equal(ictDiscretizationSteps(202, 1000, 10, 150), 11);
   assert.equal(ictDiscretizationSteps(203, 1000, 10, 150), 21);
   assert.equal(ictDiscretizationSteps(999, 1000, 10, 150), 151); // capped at s1 + 1
