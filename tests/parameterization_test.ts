@@ -43,6 +43,36 @@ Deno.test("c_skip² + c_out²·(…) limits: c_skip → 0 and c_out → σ_data 
   assert.ok(Math.abs(cOut(1e6) - 0.5) < 1e-6);
 });
 
+Deno.test("the σ_min shift of c_skip and c_out (not EDM's c_skip = σ_d²/(σ² + σ_d²), c_out = σσ_d/√(σ² + σ_d²))", async () => {
+  // At σ = σ_max = 80 the shift changes c_skip by 5e-5 and c_out by 2.5e-5, relative: hand values to 1e-12.
+  const edmSkip = (s: number, sd = 0.5) => sd ** 2 / (s ** 2 + sd ** 2);
+  const edmOut = (s: number, sd = 0.5) => (s * sd) / Math.sqrt(s ** 2 + sd ** 2);
+  const skip80 = 0.25 / (79.998 ** 2 + 0.25);
+  const out80 = (0.5 * 79.998) / Math.sqrt(80 ** 2 + 0.25);
+  await assertClose(cSkip(80), skip80, { atol: 0, rtol: 1e-12, message: "cSkip(80)" });
+  await assertClose(cOut(80), out80, { atol: 0, rtol: 1e-12, message: "cOut(80)" });
+  assert.ok(Math.abs(edmSkip(80) / skip80 - 1) > 4e-5 && Math.abs(edmOut(80) / out80 - 1) > 2e-5);
+  // Still visible at σ = 1e6 (relative 4e-9 and 2e-9).
+  await assertClose(cSkip(1e6), 0.25 / ((1e6 - 0.002) ** 2 + 0.25), { atol: 0, rtol: 1e-13 });
+  await assertClose(cOut(1e6), (0.5 * (1e6 - 0.002)) / Math.sqrt(1e12 + 0.25), { atol: 0, rtol: 1e-13 });
+  // A large σ_min makes the shift plain: σ = 50, σ_min = 10, σ_data = 0.5.
+  await assertClose(cSkip(50, 0.5, 10), 0.25 / (40 ** 2 + 0.25), { atol: 0, rtol: 1e-14 });
+  await assertClose(cOut(50, 0.5, 10), (0.5 * 40) / Math.sqrt(50 ** 2 + 0.25), { atol: 0, rtol: 1e-14 });
+  assert.ok(cOut(50, 0.5, 10) < 0.9 * edmOut(50) && cSkip(50, 0.5, 10) > 1.5 * edmSkip(50));
+  // The float32 tensors keep it (float32 resolves 1e-7), and consistencyFunction honours σ_min.
+  const c = scalings(new Float64Array([80]), { sampleRank: 2 });
+  await assertClose(c.cSkip, [skip80], { atol: 0, rtol: 2e-7, message: "float32 cSkip(80)" });
+  await assertClose(c.cOut, [out80], { atol: 0, rtol: 2e-7, message: "float32 cOut(80)" });
+  const x = tf.tensor2d([[0.4, -1.2]]);
+  const net = (h: tf.Tensor) => tf.mul(h, 2);
+  const f = consistencyFunction(net, x, new Float64Array([50]), { sigmaMin: 10 });
+  const cin = 1 / Math.sqrt(50 ** 2 + 0.25);
+  const expected = [0.4, -1.2].map((v) =>
+    (0.25 / (40 ** 2 + 0.25)) * v + ((0.5 * 40) / Math.sqrt(50 ** 2 + 0.25)) * 2 * cin * v
+  );
+  await assertClose(f, expected, { atol: 0, rtol: 1e-6, message: "f(x, 50) with σ_min = 10" });
+});
+
 Deno.test("scalings: per-sample tensors shaped to broadcast, float32 of the float64 formulas", async () => {
   const b = new Float64Array([0.002, 0.5, 80]);
   const c = scalings(b);
