@@ -7,7 +7,7 @@ import { ConsistencyModel } from "../lib/consistency_model.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
 import { pseudoHuber, squaredL2 } from "../lib/losses.ts";
 import type { MlpConfig } from "../lib/models/mlp.ts";
-import { EVAL } from "../lib/nn/params.ts";
+import { EVAL, trainableParams } from "../lib/nn/params.ts";
 import { Rng } from "../lib/rng.ts";
 import {
   ctDiscretizationSteps,
@@ -16,6 +16,7 @@ import {
   karrasSigmas,
 } from "../lib/schedules.ts";
 import { assertClose } from "../lib/testing.ts";
+import { TINY_NCSNPP } from "./reference/tiny_networks.ts";
 import {
   applyOverrides,
   checkResumeFlags,
@@ -253,17 +254,49 @@ Deno.test("shared dropout: student and teacher see the same mask only when asked
   }
 });
 
-Deno.test("gradient accumulation over micro-batches equals one pass over the batch", async () => {
-  const c = toyConfig({ batch: 8 });
-  const model = ConsistencyModel.fromConfig(MLP);
-  const params = model.init(5);
-  const x = tf.tensor2d(points(8, 1).get([0, 1, 2, 3, 4, 5, 6, 7]).x, [8, 2]);
-  const plan = planStep(c, 77, Rng.seeded(1));
-  const full = await lossAndGrads(model, params, params, c, plan, { x });
-  const acc = await lossAndGrads(model, params, params, { ...c, microBatch: 2 }, plan, { x });
-  await assertClose(acc.loss, full.loss, { rtol: 1e-5 });
-  for (const [name, g] of full.grads) {
-    await assertClose(acc.grads.get(name)!, g, { rtol: 1e-4, atol: 1e-7, message: name });
+Deno.test("gradient accumulation over micro-batches equals one pass over the batch, dropout 0.3 included", async () => {
+  const cases = [
+    {
+      name: "mlp",
+      model: { ...MLP, dropout: 0.3 },
+      x: tf.tensor2d(points(8, 1).get([0, 1, 2, 3, 4, 5, 6, 7]).x, [8, 2]),
+    },
+    { name: "tiny ncsnpp", model: TINY_NCSNPP, x: tf.randomUniform([4, 16, 16, 3], -1, 1, "float32", 3) },
+  ];
+  for (const { name, model: config, x } of cases) {
+    const b = x.shape[0];
+    const c = toyConfig({ batch: b, model: config as never });
+    const model = ConsistencyModel.fromConfig(config);
+    const params = model.init(5);
+    // Off the zero init of EDM's output convolutions, so that every dropout mask reaches the loss.
+    const r = Rng.seeded(9);
+    for (const v of trainableParams(params).values()) {
+      (v as tf.Variable).assign(
+        tf.add(v, tf.tensor(Float32Array.from({ length: v.size }, () => 0.05 * r.normal()), v.shape)),
+      );
+    }
+    const plan = planStep(c, 77, Rng.seeded(1));
+    const full = await lossAndGrads(model, params, params, c, plan, { x });
+    for (const m of [1, b / 2]) {
+      const acc = await lossAndGrads(model, params, params, { ...c, microBatch: m }, plan, { x });
+      await assertClose(acc.loss, full.loss, { rtol: 1e-5, message: `${name}, passes of ${m}: loss` });
+      assert.equal(acc.grads.size, full.grads.size);
+      for (const [p, g] of full.grads) {
+        await assertClose(acc.grads.get(p)!, g, {
+          rtol: 1e-4,
+          atol: 1e-6,
+          message: `${name}, passes of ${m}: ${p}`,
+        });
+      }
+      await assertClose(acc.gradNorm, full.gradNorm, { rtol: 1e-5 });
+    }
+    // Dropout is on: other masks move the gradient (so the equality above is not the no-dropout case).
+    const other = await lossAndGrads(model, params, params, c, {
+      ...plan,
+      studentDropoutSeed: 5,
+      teacherDropoutSeed: 5,
+    }, { x });
+    assert.ok(Math.abs(other.gradNorm - full.gradNorm) > 1e-4 * full.gradNorm, `${name}: dropout is active`);
   }
 });
 

@@ -311,34 +311,4 @@ export class SelfAttention {
   }
 }
 
-/** Mix a step's dropout seed with a layer id into the seed of that layer's mask. */
-function maskSeed(stepSeed: number, layerId: number): number {
-  return Rng.seeded((stepSeed ^ Math.imul(layerId + 1, 0x9e3779b9)) | 0).seed();
-}
-
-/** The dropout mask of one layer: keep with probability 1 − rate, scaled by 1/(1 − rate). Same seed, same mask. */
-export function dropoutMask(shape: readonly number[], rate: number, seed: number): tf.Tensor {
-  return tf.tidy(() => {
-    const keep = tf.greaterEqual(tf.randomUniform([...shape], 0, 1, "float32", seed), rate);
-    return tf.mul(tf.cast(keep, "float32"), 1 / (1 - rate));
-  });
-}
-
-/** Dropout whose mask is a function of (the step's seed, this layer): the student and teacher share masks. */
-export class Dropout {
-  readonly id: number;
-  constructor(scope: Scope, readonly rate: number) {
-    if (!(rate >= 0 && rate < 1)) throw new Error(`dropout rate must be in [0, 1), got ${rate}`);
-    this.id = scope.nextDropoutId();
-  }
-
-  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    if (!ctx.training || this.rate === 0) return x;
-    if (ctx.dropoutSeed === undefined) {
-      throw new Error(
-        "dropout in training needs ctx.dropoutSeed (one seed per step, shared by student and teacher)",
-      );
-    }
-    return tf.mul(x, dropoutMask(x.shape, this.rate, maskSeed(ctx.dropoutSeed, this.id)));
-  }
-}
+export { Dropout, dropoutMask } from "./dropout.ts"; // masks made on the device, the same however the batch is split

@@ -30,10 +30,13 @@ export interface ForwardContext {
   /** Dropout is active only when training. */
   training: boolean;
   /**
-   * Seed of this step's dropout masks. Each dropout layer derives its own mask from (seed, its id), so two
-   * passes with the same seed (the student and the teacher of one iCT step) use the same masks.
+   * Seed of this step's dropout masks. A mask is a function of (seed, layer, global sample index, element)
+   * (lib/nn/dropout.ts), so two passes with the same seed (the student and the teacher of one iCT step) use
+   * the same masks, and so does a micro-batch or a data-parallel shard of the same step.
    */
   dropoutSeed?: number;
+  /** Global index (within the step's whole batch) of this pass's first sample; 0 when the pass is the batch. */
+  sampleOffset?: number;
 }
 
 export const EVAL: ForwardContext = { training: false };

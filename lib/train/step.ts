@@ -1,7 +1,9 @@
 // One consistency-training step (Eq. 5) with every choice of Table 1 switchable between iCT and CT:
 //   L = E[ λ(σ_i) · d( f_θ(x + σ_{i+1} z, σ_{i+1}), f_θ⁻(x + σ_i z, σ_i) ) ]
 // `planStep` draws everything random on the host (pair indices, noise seed, dropout seeds) so a step is a pure
-// function of (config, k, RNG state); `lossAndGrads` runs it over micro-batches and accumulates the gradient.
+// function of (config, k, RNG state). `lossAndGrads` runs it: `forwardBackward` on each micro-batch, whose
+// gradients `accumulate` sums. Dropout masks are a function of (seed, layer, global sample index, element), so
+// any split of the batch takes exactly the same step as one pass.
 import * as tf from "@tensorflow/tfjs";
 import type { ConsistencyModel } from "../consistency_model.ts";
 import { ctLoss, ictMetric, type Metric, squaredL2, teacherOutput } from "../losses.ts";
@@ -13,8 +15,7 @@ import {
   ictDiscretizationSteps,
   ictWeighting,
   karrasSigmas,
-  lognormalNoiseProbabilities,
-  sampleNoiseIndices,
+  sampleLognormalIndices,
   sampleUniformIndices,
   uniformWeighting,
 } from "../schedules.ts";
@@ -53,7 +54,7 @@ export function planStep(c: TrainConfig, k: number, rng: Rng, batch = c.batch): 
   const n = discretizationSteps(c, k);
   const sigmas = karrasSigmas(n);
   const indices = c.noise === "lognormal"
-    ? sampleNoiseIndices(lognormalNoiseProbabilities(sigmas, c.pMean, c.pStd), batch, rng) // Sec. 3.5
+    ? sampleLognormalIndices(sigmas, batch, rng, c.pMean, c.pStd) // Sec. 3.5
     : sampleUniformIndices(sigmas, batch, rng);
   const weights = c.weighting === "ict" ? ictWeighting(sigmas) : uniformWeighting(sigmas); // Sec. 3.1
   const pick = (offset: number, from: Float64Array) => Float64Array.from(indices, (j) => from[j + offset]);
@@ -80,11 +81,6 @@ export function metricOf(c: TrainConfig, dim: number): Metric {
   return c.metric === "pseudo-huber" ? ictMetric(dim) : squaredL2;
 }
 
-/** Dropout seed of micro-batch j: the step's own seed for the first, a distinct one for the others. */
-function microSeed(seed: number, j: number): number {
-  return j === 0 ? seed : (seed ^ Math.imul(j, 0x9e3779b1)) >>> 1;
-}
-
 export interface StepBatch {
   x: SampleBatch;
   /** One-hot labels [B, labelDim] for class-conditional models. */
@@ -100,11 +96,17 @@ export interface LossAndGrads {
   gradNorm: number;
 }
 
+/** A micro-batch's share of the step, still on the device. */
+interface Partial {
+  loss: tf.Scalar;
+  grads: Map<string, tf.Tensor>;
+}
+
 /**
  * Loss and gradient of one step. `teacherParams` is θ⁻: the student's own parameters in iCT (then evaluated
  * outside the tape, i.e. under a stop-gradient), the EMA teacher in CT. The batch is split into micro-batches
- * of `microBatch` samples whose gradients are summed with weights m/B, so the result equals one pass over B
- * (exactly so without dropout; with dropout each micro-batch draws its own masks).
+ * of `microBatch` samples whose losses and gradients are summed with weights m/B: the result equals one pass
+ * over the batch (to float32 round-off), dropout included.
  */
 export async function lossAndGrads(
   model: ConsistencyModel,
@@ -118,70 +120,84 @@ export async function lossAndGrads(
   if (b !== plan.indices.length) throw new Error(`batch of ${b} for a plan of ${plan.indices.length}`);
   const m = Math.min(microBatchOf(c), b);
   if (b % m !== 0) throw new Error(`batch ${b} is not a multiple of the micro-batch ${m}`);
-  const dim = batch.x.size / b;
-  const metric = metricOf(c, dim);
-  const trainable = trainableParams(params);
-  const vars = [...trainable.values()];
-  const names = new Map([...trainable].map(([name, v]) => [v.name, name])); // variable name → parameter name
-  const z = tf.randomNormal(batch.x.shape, 0, 1, "float32", plan.zSeed);
-  const grads = new Map<string, tf.Tensor>();
-  let loss = 0;
+  const z = tf.randomNormal(batch.x.shape, 0, 1, "float32", plan.zSeed); // one z for the batch: slices agree
+  let total: Partial | undefined;
   try {
-    for (let j = 0; j * m < b; j++) {
-      const lo = j * m;
-      const part = <T extends tf.Tensor>(t: T) => (m === b ? t : t.slice(lo, m)) as T;
-      const xj = part(batch.x);
-      const zj = part(z);
-      const labels = batch.labels ? part(batch.labels) : undefined;
-      const sigmaLo = plan.sigmaLo.subarray(lo, lo + m);
-      const sigmaHi = plan.sigmaHi.subarray(lo, lo + m);
-      const teacher = model.fn(
-        teacherParams,
-        { training: true, dropoutSeed: microSeed(plan.teacherDropoutSeed, j) },
-        labels,
-      );
-      // f_θ⁻(x + σ_i z, σ_i), outside the tape: no activations kept, no backward pass.
-      const fTeacher = teacherOutput(teacher, xj, zj, sigmaLo);
-      const student = model.fn(
-        params,
-        { training: true, dropoutSeed: microSeed(plan.studentDropoutSeed, j) },
-        labels,
-      );
-      const { value, grads: g } = tf.variableGrads(() =>
-        tf.mul(
-          ctLoss({
-            student,
-            teacher: fTeacher,
-            x: xj,
-            z: zj,
-            sigmaLo,
-            sigmaHi,
-            lambda: plan.lambda.subarray(lo, lo + m),
-            metric,
-          }),
-          m / b,
-        ) as tf.Scalar, vars);
-      loss += (await value.data())[0]; // async read: webgpu cannot read synchronously
-      value.dispose();
-      fTeacher.dispose();
-      for (const [varName, gv] of Object.entries(g)) {
-        const name = names.get(varName)!;
-        const prev = grads.get(name);
-        if (prev) {
-          grads.set(name, tf.add(prev, gv));
-          prev.dispose();
-          gv.dispose();
-        } else grads.set(name, gv);
-      }
-      if (m !== b) [xj, zj, labels].forEach((t) => t?.dispose());
+    for (let lo = 0; lo < b; lo += m) {
+      total = accumulate(total, forwardBackward(model, params, teacherParams, c, plan, batch, z, lo, m));
     }
   } finally {
     z.dispose();
   }
-  const squared = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))));
-  const gradNorm = Math.sqrt((await squared.data())[0]);
-  squared.dispose();
-  return { loss, grads, gradNorm };
+  // The one read from the device per step (a sync point): the loss and the squared gradient norm.
+  const readout = tf.tidy(() =>
+    tf.stack([total!.loss, tf.addN([...total!.grads.values()].map((g) => tf.sum(tf.square(g))))])
+  );
+  const [loss, squaredNorm] = await readout.data(); // async: webgpu cannot read synchronously
+  tf.dispose([readout, total!.loss]);
+  return { loss, grads: total!.grads, gradNorm: Math.sqrt(squaredNorm) };
+}
+
+/** Eq. 5 on samples lo … lo+m−1 of the step, weighted m/B, and its gradient (nothing read back). */
+function forwardBackward(
+  model: ConsistencyModel,
+  params: Params,
+  teacherParams: Params,
+  c: TrainConfig,
+  plan: StepPlan,
+  batch: StepBatch,
+  z: tf.Tensor,
+  lo: number,
+  m: number,
+): Partial {
+  const b = batch.x.shape[0];
+  const whole = m === b;
+  const slice = <T extends tf.Tensor>(t: T) => (whole ? t : t.slice(lo, m)) as T;
+  const [x, zj, labels] = [slice(batch.x), slice(z), batch.labels && slice(batch.labels)];
+  const sigmaLo = plan.sigmaLo.subarray(lo, lo + m);
+  // The same masks as a pass over the whole batch: masks follow the global sample index.
+  const ctx = (dropoutSeed: number) => ({ training: true, dropoutSeed, sampleOffset: lo });
+  // f_θ⁻(x + σ_i z, σ_i), outside the tape: no activations kept, no backward pass.
+  const fTeacher = teacherOutput(
+    model.fn(teacherParams, ctx(plan.teacherDropoutSeed), labels),
+    x,
+    zj,
+    sigmaLo,
+  );
+  const student = model.fn(params, ctx(plan.studentDropoutSeed), labels);
+  const trainable = [...trainableParams(params)];
+  const { value, grads } = tf.variableGrads(() =>
+    tf.mul(
+      ctLoss({
+        student,
+        teacher: fTeacher,
+        x,
+        z: zj,
+        sigmaLo,
+        sigmaHi: plan.sigmaHi.subarray(lo, lo + m),
+        lambda: plan.lambda.subarray(lo, lo + m),
+        metric: metricOf(c, x.size / m),
+      }),
+      m / b,
+    ) as tf.Scalar, trainable.map(([, v]) => v));
+  fTeacher.dispose();
+  if (!whole) tf.dispose([x, zj, labels ?? []]);
+  const byName = new Map(trainable.map(([name, v]) => [v.name, name])); // variable name → parameter name
+  return { loss: value, grads: new Map(Object.entries(grads).map(([v, g]) => [byName.get(v)!, g])) };
+}
+
+/** total + part, disposing both inputs (the first part is taken as is). */
+function accumulate(total: Partial | undefined, part: Partial): Partial {
+  if (!total) return part;
+  const sum = (a: tf.Tensor, b: tf.Tensor) => {
+    const s = tf.add(a, b);
+    tf.dispose([a, b]);
+    return s;
+  };
+  return {
+    loss: sum(total.loss, part.loss) as tf.Scalar,
+    grads: new Map([...total.grads].map(([name, g]) => [name, sum(g, part.grads.get(name)!)])),
+  };
 }
 
 /** target ← decay·target + (1 − decay)·source for every trainable parameter (EMA; the arguments in this order). */
