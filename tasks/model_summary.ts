@@ -3,17 +3,13 @@
 // convolution, dense layer, attention product and FIR filter), and memory estimates for a batch. Builds the
 // network's description only: nothing is allocated, so the largest configs print instantly.
 // --step also allocates the model and times one iCT training step at that batch on the chosen backend:
-// the trainer's own step (lib/train/step.ts) with the CIFAR-10 recipe at N = 11.
+// the trainer's own step (lib/train/step.ts) with the CIFAR-10 recipe at N = 11 (lib/step_timing.ts).
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
-import { ConsistencyModel } from "../lib/consistency_model.ts";
 import { buildNetwork, modelConfig, MODELS } from "../lib/models/index.ts";
-import { oneHotLabels } from "../lib/models/network.ts";
 import { countParams, numel } from "../lib/nn/params.ts";
-import { Rng } from "../lib/rng.ts";
-import { preset } from "../lib/train/config.ts";
-import { lossAndGrads, planStep } from "../lib/train/step.ts";
+import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -54,33 +50,17 @@ const net = buildNetwork(config);
 const params = countParams(net.specs);
 const buffers = net.specs.filter((s) => !s.trainable).reduce((n, s) => n + numel(s.shape), 0);
 const GB = 1024 ** 3;
-/** One iCT step at the first curriculum stage (N = 11): its time, the init time, the loss and tensor memory. */
+/** One iCT step at the first curriculum stage (N = 11): its time, the init time, the loss and peak tensor memory. */
 async function timeStep() {
   await initBackend({ backend: values.backend as never });
-  const model = new ConsistencyModel(net);
-  let t = performance.now();
-  const params = model.init(0);
-  const initSeconds = (performance.now() - t) / 1000;
-  // The trainer's own step at the first curriculum stage (N = 11) of the CIFAR-10 recipe: teacher forward
-  // outside the gradient tape (θ⁻ = stopgrad(θ), the same dropout masks), student forward + backward.
-  const recipe = { ...preset("cifar10"), model: config!, batch };
-  const plan = planStep(recipe, 0, Rng.seeded(1));
-  const shape = [batch, ...net.sampleShape];
-  const x = tf.clipByValue(tf.randomNormal(shape, 0, 0.5, "float32", 2), -1, 1);
-  const labels = net.labelDim
-    ? oneHotLabels(Array.from({ length: batch }, (_, i) => i % net.labelDim), net.labelDim)
-    : undefined;
-  t = performance.now();
-  const { loss, grads } = await lossAndGrads(model, params, params, recipe, plan, { x, labels });
-  await Promise.all([...grads.values()].map((g) => g.data()));
-  const stepSeconds = (performance.now() - t) / 1000;
-  if (!Number.isFinite(loss)) throw new Error(`the training step gave a non-finite loss ${loss}`);
+  const m = allocateModel(net);
+  const step = await timeIctStep(m, config!, batch);
   return {
     backend: tf.getBackend(),
-    initSeconds,
-    stepSeconds,
-    loss,
-    tensorGiB: tf.memory().numBytes / 1024 ** 3,
+    initSeconds: m.initSeconds,
+    stepSeconds: step.seconds,
+    loss: step.loss,
+    peakTensorGiB: step.peakBytes / 1024 ** 3,
   };
 }
 
@@ -124,7 +104,9 @@ if (values.json) {
   if (st) {
     console.log(
       `  one iCT step, batch ${batch} on ${st.backend}: ${f(st.stepSeconds)} s ` +
-        `(init ${f(st.initSeconds)} s, loss ${st.loss.toPrecision(4)}, ${f(st.tensorGiB)} GiB in tensors)`,
+        `(init ${f(st.initSeconds)} s, loss ${st.loss.toPrecision(4)}, peak ${
+          f(st.peakTensorGiB)
+        } GiB in tensors)`,
     );
   }
 }

@@ -2,32 +2,15 @@
 // webgpu backends (wasm's conv gradients come from lib/wasm_kernels.ts), and the same outputs as the
 // independent PyTorch implementation (tests/reference/networks_reference.py, whose outputs are committed).
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { readSafetensors } from "../lib/checkpoint.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 import { assertClose } from "../lib/testing.ts";
-import { caseTensors, tinyCases } from "./reference/tiny_networks.ts";
+import { outputsAndGrads, tinyCases } from "./reference/tiny_networks.ts";
 
 registerWasmTrainingKernels();
 
-/** Output and the gradient of Σ output·R w.r.t. every parameter, computed on `backend`. */
-async function run(backend: string, c: ReturnType<typeof tinyCases>[number], training: boolean) {
-  assert.ok(await tf.setBackend(backend));
-  const { params, x, cNoise, labels } = caseTensors(c);
-  const names = [...params.keys()];
-  const ctx = training ? { training: true, dropoutSeed: 77 } : { training: false };
-  const r = tf.randomNormal(x.shape, 0, 1, "float32", 5);
-  const f = (...ts: tf.Tensor[]) =>
-    tf.sum(tf.mul(c.network.apply(new Map(names.map((k, i) => [k, ts[i]])), x, cNoise, ctx, labels), r));
-  const out = await c.network.apply(params, x, cNoise, ctx, labels).data();
-  const grads = tf.grads(f)(names.map((k) => params.get(k)!));
-  const g = new Map<string, Float32Array>();
-  for (let i = 0; i < names.length; i++) g.set(names[i], (await grads[i].data()) as Float32Array);
-  tf.dispose([...params.values(), x, cNoise, r, ...grads]);
-  if (labels) labels.dispose();
-  return { out: out as Float32Array, grads: g };
-}
+const run = outputsAndGrads;
 
 // WebGPU where an adapter exists (software Vulkan counts here: this checks the ops, not the speed).
 const hasWebgpu =

@@ -84,3 +84,24 @@ export function caseTensors(c: TinyCase) {
     labels: c.classes ? oneHotLabels(c.classes, c.network.labelDim) : undefined,
   };
 }
+
+/**
+ * A case's output and the gradient of Σ output·R with respect to every parameter, computed on `backend`
+ * (switched to with tf.setBackend): what the backend cross-checks and `deno task gpu:check` compare.
+ */
+export async function outputsAndGrads(backend: string, c: TinyCase, training: boolean) {
+  if (!(await tf.setBackend(backend))) throw new Error(`could not switch to the ${backend} backend`);
+  const { params, x, cNoise, labels } = caseTensors(c);
+  const names = [...params.keys()];
+  const ctx = training ? { training: true, dropoutSeed: 77 } : { training: false };
+  const r = tf.randomNormal(x.shape, 0, 1, "float32", 5);
+  const f = (...ts: tf.Tensor[]) =>
+    tf.sum(tf.mul(c.network.apply(new Map(names.map((k, i) => [k, ts[i]])), x, cNoise, ctx, labels), r));
+  const out = await c.network.apply(params, x, cNoise, ctx, labels).data();
+  const grads = tf.grads(f)(names.map((k) => params.get(k)!));
+  const g = new Map<string, Float32Array>();
+  for (let i = 0; i < names.length; i++) g.set(names[i], (await grads[i].data()) as Float32Array);
+  tf.dispose([...params.values(), x, cNoise, r, ...grads]);
+  if (labels) labels.dispose();
+  return { out: out as Float32Array, grads: g };
+}
