@@ -24,13 +24,13 @@ async function onWebgpu() {
 }
 
 const mix: GaussianMixture = { dim: 2, means: [[-1, 0.5], [1, -0.5]], stds: [0.1, 0], weights: [0.3, 0.7] };
-const sigmas = Float64Array.of(80, 3, 0.5, 0.002); // the last is σ_min: f* must return x itself
-const points = Float32Array.of(40, -60, 2.5, 1, -0.3, 0.9, 0.25, -0.75);
+const sigmas = Float64Array.of(80, 3, 0.5, 0.002, 0.001); // at or below σ_min f* must return x itself
+const points = Float32Array.of(40, -60, 2.5, 1, -0.3, 0.9, 0.25, -0.75, 0.5, 0.1);
 
 /** f* of exactConsistencyFn (tensor ops) against the float64 host solver, on the current backend. */
 async function checkExactFn() {
-  const out = await exactConsistencyFn(mix, 0.002, 100)(tf.tensor2d(points, [4, 2]), sigmas).data();
-  const host = [0, 1, 2, 3].flatMap((b) => [
+  const out = await exactConsistencyFn(mix, 0.002, 100)(tf.tensor2d(points, [5, 2]), sigmas).data();
+  const host = [0, 1, 2, 3, 4].flatMap((b) => [
     ...exactConsistencyFunction(
       mix,
       Float64Array.from(points.subarray(2 * b, 2 * b + 2)),
@@ -40,7 +40,7 @@ async function checkExactFn() {
     ),
   ]);
   await assertClose(out, host, { atol: 2e-4, rtol: 2e-4, message: `f* on ${tf.getBackend()}` });
-  assert.deepEqual([...out.slice(6)], [...points.slice(6)], "f*(x, σ_min) = x exactly");
+  assert.deepEqual([...out.slice(6)], [...points.slice(6)], "f*(x, σ ≤ σ_min) = x exactly");
 }
 
 Deno.test("exactConsistencyFn (tensor ops) equals the float64 host solver on cpu", async () => {
