@@ -3,7 +3,15 @@
 // Trains a consistency model with iCT (or any mix of CT's choices) from a preset config; every setting can be
 // overridden by a flag (`--batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`). Ctrl-C saves a checkpoint
 // and stops; `--resume` continues the run exactly where it stopped.
-import { checkPresetBackend, initBackend } from "../lib/backend.ts";
+import {
+  type BackendRequest,
+  checkPresetBackend,
+  type DeviceLimits,
+  deviceLimits,
+  initBackend,
+} from "../lib/backend.ts";
+import { buildNetwork } from "../lib/models/index.ts";
+import { planLimits, planMemory } from "../lib/train/memory_plan.ts";
 import { readCheckpointInfo } from "../lib/checkpoint.ts";
 import {
   applyOverrides,
@@ -17,12 +25,13 @@ import { latestCheckpoint, runTraining } from "../lib/train/run.ts";
 import { runTask } from "../lib/cli.ts";
 
 await runTask(async () => {
-  const TASK_FLAGS = ["config", "run", "resume", "backend", "help"];
-  const flags = parseFlags(Deno.args, ["resume", "help"]);
+  const TASK_FLAGS = ["config", "run", "resume", "backend", "help", "plan", "json", "memory-gib"];
+  const flags = parseFlags(Deno.args, ["resume", "help", "plan", "json"]);
   const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
   if (get("help")) {
     console.log(
-      `usage: deno task train:<preset> [--run DIR] [--resume] [--backend NAME] [--SETTING VALUE …]\n` +
+      `usage: deno task train:<preset> [--run DIR] [--resume] [--backend NAME] [--memory-gib G] [--SETTING VALUE …]\n` +
+        `       deno task train:<preset> --plan [--backend NAME] [--memory-gib G] [--json]   (the memory plan only)\n` +
         `presets: ${Object.keys(PRESETS).join(", ")} (--config NAME picks another)\n` +
         `settings: see lib/train/config.ts, e.g. --batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`,
     );
@@ -38,7 +47,68 @@ await runTask(async () => {
     ? (await readCheckpointInfo(await latestCheckpoint(runDir))).config as TrainConfig
     : preset(name);
   applyOverrides(config, settings);
+  const memoryGiB = get("memory-gib") === undefined ? undefined : Number(get("memory-gib"));
+  if (get("plan")) {
+    return await printPlan(config, get("backend") as BackendRequest | undefined, memoryGiB, !!get("json"));
+  }
   checkPresetBackend(config.preset, await initBackend()); // reads --backend; no paper preset on a CPU auto picked
-  const result = await runTraining(config, { runDir, resume });
+  const limits = planLimits(await deviceLimits(), memoryGiB);
+  const result = await runTraining(config, { runDir, resume, limits });
   console.log(`run: ${runDir}  step ${result.step}  checkpoint ${result.lastCheckpoint}`);
 });
+
+/**
+ * `--plan`: the resolved config, the micro-batch, the estimated peak and the GFLOP per step, then exit. The
+ * backend is initialized to read its limits when it can be; one that is not installed (tensorflow on a
+ * machine without tfjs-node) is planned for from --memory-gib or its stated default.
+ */
+async function printPlan(
+  config: TrainConfig,
+  backend: BackendRequest | undefined,
+  memoryGiB?: number,
+  json = false,
+) {
+  let device: Pick<
+    DeviceLimits,
+    "backend" | "memoryBytes" | "memorySource" | "maxBindingBytes" | "maxBufferBytes"
+  >;
+  try {
+    await initBackend({ backend, quiet: json });
+    device = await deviceLimits();
+  } catch (e) {
+    if (!backend || backend === "auto") throw e;
+    device = { backend, memorySource: `not initialized here: ${(e as Error).message.split("\n")[0]}` };
+  }
+  const limits = planLimits(device, memoryGiB);
+  const net = buildNetwork(config.model);
+  const plan = planMemory(net, config, limits);
+  const report = {
+    config: { ...config, microBatch: plan.microBatch },
+    backend: device.backend,
+    limits,
+    ...plan,
+  };
+  if (json) return console.log(JSON.stringify(report));
+  console.log(JSON.stringify(report.config, null, 2));
+  console.log(
+    `plan for ${config.preset} on ${device.backend}: budget ${
+      (limits.budgetBytes / 2 ** 30).toFixed(1)
+    } GiB ` +
+      `(${limits.budgetSource})` +
+      (limits.maxTensorBytes
+        ? `, largest tensor ≤ ${(limits.maxTensorBytes / 2 ** 30).toFixed(2)} GiB (${limits.maxTensorSource})`
+        : "") +
+      `\n  batch ${config.batch} in passes of ${plan.microBatch} (${plan.passes} per step): ${
+        plan.notes.join("; ")
+      }` +
+      `\n  estimated peak ${plan.peakGiB.toFixed(2)} GiB = parameter copies ${
+        (plan.fixedBytes / 2 ** 30).toFixed(2)
+      } GiB ` +
+      `+ ${(plan.perSampleBytes / 2 ** 30).toFixed(3)} GiB per image of a pass; largest tensor ` +
+      `${(plan.largestTensorBytes / 2 ** 30).toFixed(3)} GiB` +
+      `\n  ${plan.gflopsPerStep.toFixed(0)} GFLOP per step (${
+        (plan.gflopsPerStep / config.batch).toFixed(1)
+      } per image: ` +
+      `student forward and backward, teacher forward)`,
+  );
+}

@@ -320,6 +320,27 @@ Deno.test("the student EMA moves toward the student, and CT's teacher follows μ
   trainer.dispose();
 });
 
+Deno.test("--micro-batch may change on resume: passes of 2, then of 4, take the steps of passes of 8", async () => {
+  const c = toyConfig({ model: { ...MLP, dropout: 0.3 }, checkpointEvery: 100 });
+  const data = points(50, 8);
+  const opts = { dataset: data, quiet: true, signals: false };
+  const whole = await runTraining({ ...c, microBatch: 8 }, {
+    ...opts,
+    runDir: await tempDir(),
+    stopAfter: 12,
+  });
+  const b = await tempDir();
+  const first = await runTraining({ ...c, microBatch: 2 }, { ...opts, runDir: b, stopAfter: 6 });
+  const rest = await runTraining({ ...c, microBatch: 4 }, { ...opts, runDir: b, resume: true, stopAfter: 6 });
+  assert.equal(
+    JSON.parse(await Deno.readTextFile(`${b}/config.json`)).microBatch,
+    4,
+    "the resumed run's own",
+  );
+  const losses = [...first.history, ...rest.history].map((m) => m.loss);
+  await assertClose(losses, whole.history.map((m) => m.loss), { rtol: 1e-5, message: "losses" });
+});
+
 Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 steps after the restart)", async () => {
   for (const extra of [{}, { teacher: "ema" as const, model: { ...MLP, dropout: 0.2 } }]) {
     const c = toyConfig({ ...extra, checkpointEvery: 7 });

@@ -290,7 +290,7 @@ export class SelfAttention {
       init: opts.initZero,
     });
     const hw = resolution[0] * resolution[1];
-    scope.addCost(2 * 2 * hw * hw * channels, heads * hw * hw + channels * hw);
+    scope.addCost(2 * 2 * hw * hw * channels, heads * hw * hw + channels * hw, heads * hw * hw); // [heads, HW, HW]
   }
 
   apply(p: Params, x: tf.Tensor4D): tf.Tensor4D {

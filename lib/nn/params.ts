@@ -47,6 +47,8 @@ export interface Cost {
   flops: number;
   /** Activations kept for the backward pass, in values. */
   activations: number;
+  /** The largest single layer output, in values (for backends with a per-buffer limit: WebGPU). */
+  largest: number;
 }
 
 /** Collects parameter specs and costs under a name prefix while a network is built. */
@@ -57,7 +59,7 @@ export class Scope {
   ) {}
 
   static root(): Scope {
-    return new Scope("", { specs: [], cost: { flops: 0, activations: 0 }, dropoutLayers: 0 });
+    return new Scope("", { specs: [], cost: { flops: 0, activations: 0, largest: 0 }, dropoutLayers: 0 });
   }
 
   /** A sub-scope: its parameters are named `prefix.name.…`. */
@@ -77,9 +79,11 @@ export class Scope {
     return full;
   }
 
-  addCost(flops: number, activations: number): void {
+  /** A layer's cost per sample: its FLOPs, the values it keeps for backward, its largest single output. */
+  addCost(flops: number, activations: number, largest = activations): void {
     this.root.cost.flops += flops;
     this.root.cost.activations += activations;
+    this.root.cost.largest = Math.max(this.root.cost.largest, largest);
   }
 
   /** A fresh id for a dropout layer (its mask seed is derived from the step's seed and this id). */

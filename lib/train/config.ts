@@ -42,8 +42,8 @@ export interface TrainConfig {
   /** Images per optimizer step (the paper's batch). */
   batch: number;
   /**
-   * Images per forward/backward pass; gradients of batch/microBatch passes are accumulated. 0 = auto: what
-   * fits the wasm heap on wasm, the whole batch elsewhere (resolved when a run starts).
+   * Images per forward/backward pass; gradients of batch/microBatch passes are accumulated, and the step is
+   * the same for any value. 0 = auto: the memory plan's (lib/train/memory_plan.ts), resolved when a run starts.
    */
   microBatch: number;
   optimizer: OptimizerConfig;
@@ -69,6 +69,7 @@ export interface TrainConfig {
 /** Loop settings: the only values a resumed run may change. */
 export const LOOP_KEYS = [
   "maxSteps",
+  "microBatch", // dropout masks follow the global sample index: any split takes the same step
   "checkpointEvery",
   "keepCheckpoints",
   "sampleEvery",

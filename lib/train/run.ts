@@ -14,11 +14,15 @@ import type { Dataset } from "../data/dataset.ts";
 import { sampleImage, writePng } from "../images.ts";
 import { Logger } from "../log.ts";
 import { figure, line, writePlotHtml } from "../plot.ts";
-import { sampleAll, samplingSchedule } from "../sampling.ts";
+import { sampleMany, samplingSchedule } from "../sampling.ts";
+import { concat } from "../arrays.ts";
+import { deviceLimits } from "../backend.ts";
+import { numel } from "../nn/params.ts";
 import { readCheckpointInfo } from "../checkpoint.ts";
 import { writeFileAtomic } from "../fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
 import { NonFiniteLossError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
+import { type PlanLimits, planLimits } from "./memory_plan.ts";
 
 export interface RunOptions {
   runDir: string;
@@ -33,6 +37,8 @@ export interface RunOptions {
   dataset?: Dataset;
   /** Held-out data drawn under 2-D samples in sample plots. */
   reference?: Dataset;
+  /** What the memory plan must fit (default: what the current backend reports, `deviceLimits`). */
+  limits?: PlanLimits;
 }
 
 export interface RunResult {
@@ -111,10 +117,17 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
   // 2-D samples are drawn over held-out points, so the plot shows what they should look like.
   const reference = opts.reference ??
     (dataset.sampleShape.length === 1 && !opts.dataset ? await loadDataset(config.data, "test") : undefined);
+  const limits = opts.limits ?? planLimits(await deviceLimits());
   const trainer = opts.resume
-    ? await resumeTrainer(existing, dataset, config, log)
-    : Trainer.create(config, dataset);
+    ? await resumeTrainer(existing, dataset, config, log, limits)
+    : Trainer.create(config, dataset, limits);
   const c = trainer.config;
+  const plan = trainer.plan;
+  log.info(
+    `memory plan: micro-batch ${plan.microBatch} (${plan.passes} pass(es) per step), about ` +
+      `${plan.peakGiB.toFixed(2)} GiB at peak; ${plan.notes.join("; ")}`,
+  );
+  for (const w of plan.warnings) log.warn(w);
   await writeJson(`${dir}/config.json`, c);
   const metricsPath = `${dir}/metrics.jsonl`;
   const metrics = await readMetrics(metricsPath, trainer.step); // lines after the checkpoint are dropped
@@ -181,7 +194,12 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
       }
       if (step % c.checkpointEvery === 0 || step === total) await save();
       if (c.sampleEvery > 0 && (step % c.sampleEvery === 0 || step === total)) {
-        await writeSamples(trainer, `${dir}/samples/step-${String(step).padStart(8, "0")}.png`, reference);
+        await writeSamples(
+          trainer,
+          `${dir}/samples/step-${String(step).padStart(8, "0")}.png`,
+          reference,
+          log,
+        );
         await writePlotHtml(`${dir}/loss.html`, lossFigure(metrics), `${c.preset}: training loss`);
       }
       if (stop || (opts.stopAfter !== undefined && step - started >= opts.stopAfter)) {
@@ -206,13 +224,14 @@ async function resumeTrainer(
   dataset: Dataset,
   config: TrainConfig,
   log: Logger,
+  limits: PlanLimits,
 ): Promise<Trainer> {
   if (!existing.length) {
     throw new Error("--resume was given but the run has no checkpoint: start without --resume");
   }
   for (const [i, ck] of existing.entries()) {
     try {
-      const t = await Trainer.load(ck.path, dataset, config);
+      const t = await Trainer.load(ck.path, dataset, config, limits);
       if (i > 0) log.warn(`resumed from ${ck.path}, the newest readable checkpoint`);
       return t;
     } catch (e) {
@@ -271,16 +290,36 @@ export function lossFigure(metrics: MetricsLine[]) {
   return fig;
 }
 
-/** One-step samples of the EMA student with fixed noise: an image grid, or a scatter plot for 2-D data. */
-export async function writeSamples(trainer: Trainer, path: string, reference?: Dataset): Promise<void> {
+/**
+ * One-step samples of the EMA student with fixed noise: an image grid, or a scatter plot for 2-D data. Images
+ * are made in passes of the memory plan's micro-batch, with a progress line when the grid takes a while.
+ */
+export async function writeSamples(
+  trainer: Trainer,
+  path: string,
+  reference?: Dataset,
+  log?: Logger,
+): Promise<void> {
   const c = trainer.config;
   const shape = trainer.model.network.sampleShape;
   const n = shape.length === 1 ? c.sampleCount : Math.min(c.sampleCount, 100);
-  const x = await sampleAll(trainer.model, trainer.ema, n, {
-    taus: samplingSchedule(1),
-    batch: Math.min(n, 256),
-    seed: c.seed + 12345,
-  });
+  const batch = shape.length === 1 ? Math.min(n, 256) : Math.min(n, trainer.plan.microBatch);
+  const started = performance.now();
+  const parts: Float32Array[] = [];
+  for await (
+    const b of sampleMany(trainer.model, trainer.ema, n, {
+      taus: samplingSchedule(1),
+      batch,
+      seed: c.seed + 12345,
+    })
+  ) {
+    parts.push(b.x);
+    const done = parts.reduce((k, p) => k + p.length, 0) / numel(shape);
+    const seconds = (performance.now() - started) / 1000;
+    if (log && seconds > 3 && done < n) log.progress(done, n, done / seconds, "sample grid");
+  }
+  log?.clearBar();
+  const x = concat(parts, Float32Array);
   const ref = reference && shape.length === 1
     ? reference.get(Array.from({ length: Math.min(reference.size, n) }, (_, i) => i)).x
     : undefined;

@@ -5,9 +5,10 @@ import * as tf from "@tensorflow/tfjs";
 import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
-import { disposeParams, numel, type Params, trainableParams } from "../nn/params.ts";
+import { disposeParams, type Params, trainableParams } from "../nn/params.ts";
 import { Rng, type RngState } from "../rng.ts";
 import { LOOP_KEYS, type TrainConfig, validateConfig } from "./config.ts";
+import { type MemoryPlan, type PlanLimits, planLimits, planMemory } from "./memory_plan.ts";
 import { Optimizer } from "./optim.ts";
 import { copyParams, emaUpdate, lossAndGrads, planStep } from "./step.ts";
 
@@ -47,6 +48,8 @@ const SEED_OFFSETS = { params: 0, steps: 1, data: 2 } as const;
 
 export class Trainer {
   private constructor(
+    /** The memory plan the micro-batch came from (or was checked against). */
+    readonly plan: MemoryPlan,
     readonly config: TrainConfig,
     readonly model: ConsistencyModel,
     readonly params: Map<string, tf.Tensor>,
@@ -60,15 +63,16 @@ export class Trainer {
   ) {}
 
   /**
-   * A fresh run: parameters initialized from config.seed. A micro-batch of 0 ("auto") is resolved here, for
-   * the current backend, and written into the config (so a resumed run keeps it).
+   * A fresh run: parameters initialized from config.seed. A micro-batch of 0 ("auto") is resolved here by the
+   * memory plan for `limits` (default: the current backend's stated budget) and written into the config.
    */
-  static create(config: TrainConfig, dataset: Dataset): Trainer {
+  static create(config: TrainConfig, dataset: Dataset, limits?: PlanLimits): Trainer {
     validateConfig(config);
     const model = modelFor(config, dataset);
-    if (config.microBatch === 0) config.microBatch = autoMicroBatch(config, model, tf.getBackend());
+    const plan = resolveMicroBatch(config, model, limits);
     const params = model.init(config.seed + SEED_OFFSETS.params);
     return new Trainer(
+      plan,
       config,
       model,
       params,
@@ -85,7 +89,12 @@ export class Trainer {
    * Continue from a checkpoint written by `save`. The config is the checkpoint's, with the loop settings and
    * the data folder of `current` (the config the caller resolved now) applied.
    */
-  static async load(path: string, dataset: Dataset, current?: TrainConfig): Promise<Trainer> {
+  static async load(
+    path: string,
+    dataset: Dataset,
+    current?: TrainConfig,
+    limits?: PlanLimits,
+  ): Promise<Trainer> {
     let config: TrainConfig | undefined;
     let model: ConsistencyModel | undefined;
     // One read: the stored config says which groups and shapes the file must hold.
@@ -126,6 +135,7 @@ export class Trainer {
       disposeParams(moments);
     }
     return new Trainer(
+      resolveMicroBatch(config!, model!, limits), // masks follow the sample, so the micro-batch may change
       config!,
       model!,
       params,
@@ -214,35 +224,12 @@ export function resumedConfig(stored: TrainConfig, current?: TrainConfig): Train
   return { ...structuredClone(stored), ...loop, data: { ...stored.data, dir: current.data.dir } };
 }
 
-/** The wasm backend's heap is 32-bit: 4 GiB at most, and the allocator thrashes close to it. */
-const WASM_USABLE_BYTES = 3.6 * 1024 ** 3;
-/**
- * Bytes of wasm heap per sample of a training step, over the layer-output count of `Network.cost`: TF.js keeps
- * many more intermediates for the backward pass. Measured 17× on ncsnpp-small-32 at batch 16 (2.78 GiB heap).
- */
-const WASM_BYTES_PER_ACTIVATION = 20 * 4;
-
-/**
- * The micro-batch a step fits in memory. On wasm: the largest divisor of the batch whose activations fit the
- * heap beside the parameter copies (student, EMA, two moments, gradient, accumulated gradient, CT teacher).
- * Elsewhere the whole batch (GPU memory is not known here: set --micro-batch yourself).
- */
-export function autoMicroBatch(config: TrainConfig, model: ConsistencyModel, backend: string): number {
-  if (backend !== "wasm") return config.batch;
-  const params = model.network.specs.reduce((n, s) => n + numel(s.shape), 0);
-  const fixed = 4 * params * (config.teacher === "ema" ? 7 : 6);
-  const perSample = WASM_BYTES_PER_ACTIVATION * model.network.cost.activations;
-  const fits = Math.floor((WASM_USABLE_BYTES - fixed) / perSample);
-  if (fits < 1) {
-    const gib = (b: number) => (b / 1024 ** 3).toFixed(1);
-    throw new Error(
-      `one training sample of this model needs about ${gib(fixed + perSample)} GiB, more than the wasm ` +
-        `backend's 4 GiB heap: train it on a GPU backend (tensorflow or webgpu), or on --backend cpu (slow)`,
-    );
-  }
-  let m = Math.min(fits, config.batch);
-  while (config.batch % m !== 0) m--;
-  return m;
+/** Plan the step's memory; a micro-batch of 0 ("auto") becomes the plan's, written into the config. */
+function resolveMicroBatch(config: TrainConfig, model: ConsistencyModel, limits?: PlanLimits): MemoryPlan {
+  limits ??= planLimits({ backend: tf.getBackend(), memorySource: "the backend was not asked" });
+  const plan = planMemory(model.network, config, limits);
+  config.microBatch = plan.microBatch;
+  return plan;
 }
 
 function modelFor(config: TrainConfig, dataset: Dataset): ConsistencyModel {
