@@ -6,7 +6,11 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { guardWebgpuBackend, type WebgpuBackendLike } from "./webgpu_guard.ts";
-import { registerCpuTrainingKernels, registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import {
+  registerCpuTrainingKernels,
+  registerWasmTrainingKernels,
+  registerWebgpuTrainingKernels,
+} from "./wasm_kernels.ts";
 import {
   initThreadedWasm,
   MAX_WASM_THREADS,
@@ -283,7 +287,10 @@ export interface InitOptions {
 export async function initBackend(opts: InitOptions = {}): Promise<BackendChoice> {
   const request = opts.backend ?? backendRequest();
   const choice = chooseBackend(await probeBackends(request), request);
-  if (choice.name === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
+  if (choice.name === "webgpu") {
+    await import("@tensorflow/tfjs-backend-webgpu");
+    registerWebgpuTrainingKernels();
+  }
   if (choice.name === "cpu") registerCpuTrainingKernels();
   const threads = choice.name === "wasm" ? requestedWasmThreads() : 1;
   let replaced = 0;

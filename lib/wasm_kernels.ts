@@ -1,4 +1,5 @@
-// Kernels the TF.js wasm backend lacks for training, written with forward ops it has (no cpu fallback).
+// Kernels the TF.js wasm backend lacks for training, written with forward ops it has (no cpu fallback); the
+// same kernels replace slower ones on cpu (filter gradient) and webgpu (both gradients).
 import * as tf from "@tensorflow/tfjs";
 
 type Conv2DAttrs = {
@@ -68,12 +69,12 @@ export function conv2dInputGradient(
   const [oh, ow, co] = [dy.shape[1], dy.shape[2], dy.shape[3]];
   return tf.tidy(() => {
     let d: tf.Tensor4D = dy;
-    if (sh > 1 || sw > 1) { // zero-insertion: [B, OH, 1, OW, 1, C] → [B, OH·s, OW·s, C], drop the trailing zeros
-      const spread = tf.pad(dy.reshape([b, oh, 1, ow, 1, co]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [
-        0,
-        sw - 1,
-      ], [0, 0]]);
-      const dense = spread.reshape([b, oh * sh, ow * sw, co]) as tf.Tensor4D;
+    if (sh > 1 || sw > 1) {
+      // Zero-insertion [B, OH, OW, C] → [B, OH·s, OW·s, C] with 4-D pads only (webgpu's pad shader fails to
+      // compile for 6-D tensors): s − 1 zeros after every column, then after every row.
+      const cols = tf.pad(dy.reshape([b * oh, ow, 1, co]), [[0, 0], [0, 0], [0, sw - 1], [0, 0]]);
+      const rows = tf.pad(cols.reshape([b, oh, 1, ow * sw * co]), [[0, 0], [0, 0], [0, sh - 1], [0, 0]]);
+      const dense = rows.reshape([b, oh * sh, ow * sw, co]) as tf.Tensor4D;
       d = tf.slice(dense, [0, 0, 0, 0], [b, (oh - 1) * sh + 1, (ow - 1) * sw + 1, co]);
     }
     const top = kh - 1 - info.padInfo.top;
@@ -123,16 +124,12 @@ export function registerCpuTrainingKernels(): void {
   registerFilterGradient("cpu");
 }
 
-let registered = false;
-
-/** Register the missing (filter) and the faster (input) conv gradient kernels on wasm (idempotent). */
-export function registerWasmTrainingKernels(): void {
-  if (registered) return;
-  registered = true;
-  if (tf.getKernel("Conv2DBackpropInput", "wasm")) tf.unregisterKernel("Conv2DBackpropInput", "wasm");
+/** The input-gradient kernel built from forward ops, for `backend`. */
+function registerInputGradient(backend: string): void {
+  if (tf.getKernel("Conv2DBackpropInput", backend)) tf.unregisterKernel("Conv2DBackpropInput", backend);
   tf.registerKernel({
     kernelName: "Conv2DBackpropInput",
-    backendName: "wasm",
+    backendName: backend,
     kernelFunc: ({ inputs, attrs }) => {
       const a = attrs as unknown as Omit<Conv2DAttrs, "filterShape"> & {
         inputShape: [number, number, number, number];
@@ -140,5 +137,29 @@ export function registerWasmTrainingKernels(): void {
       return conv2dInputGradient(inputs.dy as tf.Tensor4D, inputs.filter as tf.Tensor4D, a.inputShape, a);
     },
   });
+}
+
+let registered = false;
+
+/** Register the missing (filter) and the faster (input) conv gradient kernels on wasm (idempotent). */
+export function registerWasmTrainingKernels(): void {
+  if (registered) return;
+  registered = true;
+  registerInputGradient("wasm");
   registerFilterGradient("wasm");
+}
+
+let webgpuRegistered = false;
+
+/**
+ * On webgpu both forward-op kernels beat TF.js's own: its Conv2DBackpropFilter runs one thread per weight,
+ * looping over batch × height × width, and its Conv2DBackpropInput is a direct kernel, while the forward-op
+ * versions run on its tiled forward convolution (llvmpipe, 3×3 [8,32,32,128] → 128: `tests/webgpu_bench.ts`).
+ * Call after tfjs-backend-webgpu is imported (idempotent).
+ */
+export function registerWebgpuTrainingKernels(): void {
+  if (webgpuRegistered) return;
+  webgpuRegistered = true;
+  registerInputGradient("webgpu");
+  registerFilterGradient("webgpu");
 }

@@ -44,7 +44,7 @@ async function checkExactFn() {
 }
 
 Deno.test("exactConsistencyFn (tensor ops) equals the float64 host solver on cpu", async () => {
-  await initBackend({ backend: "cpu", quiet: true });
+  assert.ok(await tf.setBackend("cpu")); // not initBackend: cpu keeps TF.js's own kernels, the reference below
   await checkExactFn();
 });
 
@@ -99,6 +99,65 @@ Deno.test(
     device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.MAP_WRITE });
     await assert.rejects(() => tf.add(x, 1).data(), /webgpu reported an error.*MAP/);
     assert.equal((await tf.add(x, 1).data())[0], 2, "reported once; the next read is clean");
+  },
+);
+
+/** A conv gradient of Σ conv(x, w)·R, on the current backend. */
+async function convGradient(
+  wrt: "filter" | "input",
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  stride: number,
+  pad: "same" | "valid",
+) {
+  const y = tf.conv2d(x, w, stride, pad);
+  const r = tf.randomNormal(y.shape, 0, 1, "float32", 3);
+  const loss = (xx: tf.Tensor, ww: tf.Tensor) =>
+    tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, stride, pad), r));
+  const g = wrt === "filter"
+    ? tf.grad((ww: tf.Tensor) => loss(x, ww))(w)
+    : tf.grad((xx: tf.Tensor) => loss(xx, w))(x);
+  return await g.data();
+}
+
+Deno.test(
+  { name: "webgpu uses the forward-op conv gradients, equal to cpu's own kernels", ignore },
+  async () => {
+    await onWebgpu();
+    for (
+      const [kernel, fn] of [["Conv2DBackpropFilter", "filter"], ["Conv2DBackpropInput", "input"]] as const
+    ) {
+      const registered = tf.getKernel(kernel, "webgpu")!.kernelFunc.toString();
+      assert.match(
+        registered,
+        new RegExp(`conv2d${fn[0].toUpperCase()}${fn.slice(1)}Gradient`),
+        `${kernel} is the kit's`,
+      );
+    }
+    const cases = [
+      { x: [2, 7, 7, 3], k: 3, cout: 4, stride: 1, pad: "same" },
+      { x: [3, 9, 9, 2], k: 3, cout: 5, stride: 2, pad: "valid" },
+      { x: [2, 8, 6, 4], k: 1, cout: 3, stride: 1, pad: "same" },
+      { x: [1, 10, 10, 2], k: 3, cout: 3, stride: 2, pad: "same" },
+    ] as const;
+    for (const c of cases) {
+      for (const wrt of ["filter", "input"] as const) {
+        const make = () =>
+          [
+            tf.randomNormal([...c.x], 0, 1, "float32", 1) as tf.Tensor4D,
+            tf.randomNormal([c.k, c.k, c.x[3], c.cout], 0, 1, "float32", 2) as tf.Tensor4D,
+          ] as const;
+        assert.ok(await tf.setBackend("cpu"));
+        const cpu = await convGradient(wrt, ...make(), c.stride, c.pad);
+        assert.ok(await tf.setBackend("webgpu"));
+        const gpu = await convGradient(wrt, ...make(), c.stride, c.pad);
+        await assertClose(gpu, cpu, {
+          atol: 1e-4,
+          rtol: 1e-4,
+          message: `${wrt} gradient, x ${c.x}, ${c.k}x${c.k}/${c.stride} ${c.pad}`,
+        });
+      }
+    }
   },
 );
 
