@@ -24,7 +24,7 @@ import {
   preset,
   type TrainConfig,
 } from "../lib/train/config.ts";
-import { listCheckpoints, runTraining } from "../lib/train/run.ts";
+import { listCheckpoints, runTraining, writeSamples } from "../lib/train/run.ts";
 import { emaUpdate, lossAndGrads, metricOf, planStep } from "../lib/train/step.ts";
 import { NonFiniteLossError, Trainer } from "../lib/train/trainer.ts";
 
@@ -339,6 +339,27 @@ Deno.test("--micro-batch may change on resume: passes of 2, then of 4, take the 
   );
   const losses = [...first.history, ...rest.history].map((m) => m.loss);
   await assertClose(losses, whole.history.map((m) => m.loss), { rtol: 1e-5, message: "losses" });
+});
+
+Deno.test("sample grids are made in passes of the memory plan's micro-batch", async () => {
+  const images: Dataset = {
+    name: "noise-16",
+    sampleShape: [16, 16, 3],
+    size: 8,
+    labelDim: 0,
+    get: (idx) => ({ x: Float32Array.from({ length: idx.length * 768 }, (_, i) => Math.sin(i)) }),
+  };
+  const c = toyConfig({ model: TINY_NCSNPP as never, batch: 4, microBatch: 2, sampleCount: 5 });
+  const trainer = Trainer.create(c, images);
+  const seen: number[] = [];
+  const net = trainer.model.network;
+  const apply = net.apply.bind(net);
+  net.apply = (p, x, s, ctx) => (seen.push(x.shape[0]), apply(p, x, s, ctx));
+  const path = `${await tempDir()}/grid.png`;
+  await writeSamples(trainer, path);
+  assert.deepEqual(seen, [2, 2, 1], "5 images in passes of 2");
+  assert.ok((await Deno.stat(path)).size > 0);
+  trainer.dispose();
 });
 
 Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 steps after the restart)", async () => {
