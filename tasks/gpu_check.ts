@@ -3,14 +3,24 @@
 // the tiny NCSN++ and ADM give the same outputs and gradients there as on `cpu` (a wrong kernel shows up here,
 // not as a training run that silently diverges); then times the paper's NCSN++ iCT step at micro-batches
 // 1, 2, 4, … (a warm-up, then --steps timed steps each): images/s, achieved TFLOP/s and peak tensor memory.
-// Doubling stops at --max-micro-batch, when the next size's projected memory exceeds what the device has, or
-// at the first error (out of memory, a webgpu size limit). --quick runs the tiny models only.
+// Doubling stops at the memory plan's micro-batch (lib/train/memory_plan.ts) or --max-micro-batch, when the
+// next size's projected memory exceeds what the device has, or at the first error (out of memory, a webgpu
+// size limit). --quick runs the tiny models only.
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
-import { type BackendName, backendRequest, deviceLimits, formatBytes, initBackend } from "../lib/backend.ts";
+import {
+  type BackendName,
+  backendRequest,
+  type DeviceLimits,
+  deviceLimits,
+  formatBytes,
+  initBackend,
+} from "../lib/backend.ts";
 import { runTask } from "../lib/cli.ts";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
+import { preset } from "../lib/train/config.ts";
+import { planLimits, planMemory } from "../lib/train/memory_plan.ts";
 import { outputsAndGrads, tinyCases } from "../tests/reference/tiny_networks.ts";
 
 const USAGE =
@@ -78,19 +88,35 @@ interface Sweep {
 
 /** The paper's NCSN++ iCT step at micro-batches 1, 2, 4, … on the current backend. */
 async function sweepMicroBatches(
-  maxMicroBatch: number,
+  maxFlag: number | undefined,
   steps: number,
-  memoryBytes: number | undefined,
+  limits: DeviceLimits,
   log: (s: string) => void,
 ): Promise<Sweep> {
   const config = modelConfig(PAPER_MODEL);
   const net = buildNetwork(config);
+  const memoryBytes = limits.memoryBytes;
+  // Up to the micro-batch the trainer would plan for the paper's batch on this device (the plan counts the
+  // optimizer's copies too, so it is conservative here); --max-micro-batch overrides it.
+  const paper = preset("cifar10");
+  let plan: number;
+  try {
+    plan = planMemory(net, { ...paper, microBatch: 0 }, planLimits(limits)).microBatch;
+  } catch {
+    plan = 1; // the plan says not even one image fits: measure that one
+  }
+  const [maxMicroBatch, limitText] = maxFlag === undefined
+    ? [
+      plan,
+      `the memory plan's micro-batch ${plan} for batch ${paper.batch} (--max-micro-batch N goes further)`,
+    ]
+    : [maxFlag, `--max-micro-batch ${maxFlag}`];
   const m = allocateModel(net);
   const rows: StepRow[] = [];
   const flopsPerImage = 4 * net.cost.flops; // student forward + backward (≈ 2 forwards) + teacher forward
   try {
     for (let mb = 1;; mb *= 2) {
-      if (mb > maxMicroBatch) return { rows, stopped: `--max-micro-batch ${maxMicroBatch} reached` };
+      if (mb > maxMicroBatch) return { rows, stopped: `${limitText} reached` };
       const last = rows.at(-1);
       if (last && memoryBytes && 2 * last.peakTensorBytes > memoryBytes) {
         return {
@@ -161,7 +187,7 @@ await runTask(async () => {
   };
   const steps = whole("steps", values.steps, 3);
   const maxMicroBatch = values["max-micro-batch"] === undefined
-    ? Infinity
+    ? undefined
     : whole("max-micro-batch", values["max-micro-batch"], 1);
   // Human lines go to stderr with --json, so stdout is the JSON alone.
   const log = (s: string) => values.json ? console.error(s) : console.log(s);
@@ -199,7 +225,7 @@ await runTask(async () => {
   let sweep: Sweep | undefined;
   if (!values.quick) {
     log(`\n${PAPER_MODEL} iCT step (a warm-up, then ${steps} timed steps per micro-batch):`);
-    sweep = await sweepMicroBatches(maxMicroBatch, steps, limits.memoryBytes, log);
+    sweep = await sweepMicroBatches(maxMicroBatch, steps, limits, log);
     log(`  stopped: ${sweep.stopped}`);
   }
   if (values.json) {
