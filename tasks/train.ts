@@ -22,16 +22,28 @@ import {
   type TrainConfig,
 } from "../lib/train/config.ts";
 import { latestCheckpoint, runTraining } from "../lib/train/run.ts";
+import { communicatorFor, rankEnvironment } from "../lib/distributed/mpi.ts";
 import { runTask } from "../lib/cli.ts";
 
 await runTask(async () => {
-  const TASK_FLAGS = ["config", "run", "resume", "backend", "help", "plan", "json", "memory-gib"];
+  const TASK_FLAGS = [
+    "config",
+    "run",
+    "resume",
+    "backend",
+    "help",
+    "plan",
+    "json",
+    "memory-gib",
+    "distributed",
+  ];
   const flags = parseFlags(Deno.args, ["resume", "help", "plan", "json"]);
   const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
   if (get("help")) {
     console.log(
       `usage: deno task train:<preset> [--run DIR] [--resume] [--backend NAME] [--memory-gib G] [--SETTING VALUE …]\n` +
         `       deno task train:<preset> --plan [--backend NAME] [--memory-gib G] [--json]   (the memory plan only)\n` +
+        `       mpirun -np N deno task train:<preset> … [--distributed mpi|none|auto]   (data parallel)\n` +
         `presets: ${Object.keys(PRESETS).join(", ")} (--config NAME picks another)\n` +
         `settings: see lib/train/config.ts, e.g. --batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`,
     );
@@ -47,14 +59,29 @@ await runTask(async () => {
     ? (await readCheckpointInfo(await latestCheckpoint(runDir))).config as TrainConfig
     : preset(name);
   applyOverrides(config, settings);
+  // On resume the memory plan chooses again (other devices, other ranks) unless --micro-batch is given.
+  if (resume && !settings.some(([k]) => /^micro-?batch$/i.test(k))) config.microBatch = 0;
   const memoryGiB = get("memory-gib") === undefined ? undefined : Number(get("memory-gib"));
   if (get("plan")) {
     return await printPlan(config, get("backend") as BackendRequest | undefined, memoryGiB, !!get("json"));
   }
-  checkPresetBackend(config.preset, await initBackend()); // reads --backend; no paper preset on a CPU auto picked
-  const limits = planLimits(await deviceLimits(), memoryGiB);
-  const result = await runTraining(config, { runDir, resume, limits });
-  console.log(`run: ${runDir}  step ${result.step}  checkpoint ${result.lastCheckpoint}`);
+  // Data parallel under mpirun (or --distributed mpi): each rank takes its own GPU, or its share of the cores.
+  const comm = communicatorFor(get("distributed") ?? "auto");
+  for (
+    const [k, v] of Object.entries(rankEnvironment(comm, Deno.env.toObject(), navigator.hardwareConcurrency))
+  ) {
+    Deno.env.set(k, v);
+  }
+  try {
+    checkPresetBackend(config.preset, await initBackend()); // reads --backend; no paper preset on a CPU auto picked
+    const limits = planLimits(await deviceLimits(), memoryGiB);
+    const result = await runTraining(config, { runDir, resume, limits, comm });
+    if (comm.rank === 0) {
+      console.log(`run: ${runDir}  step ${result.step}  checkpoint ${result.lastCheckpoint}`);
+    }
+  } finally {
+    comm.finalize();
+  }
 });
 
 /**

@@ -18,6 +18,12 @@ export interface Dataset {
   get(indices: ArrayLike<number>): { x: Float32Array; labels?: Int32Array };
 }
 
+/** Samples offset … offset+count−1 of a batch: one data-parallel rank's share. */
+export interface Shard {
+  offset: number;
+  count: number;
+}
+
 /** Where the loader is: restoring it continues with exactly the same batches. Plain JSON. */
 export interface LoaderState {
   epoch: number;
@@ -117,8 +123,12 @@ export class DataLoader {
     this.perm = epochPermutation(dataset.size, seed, this.epoch);
   }
 
-  /** The next batch on the host: samples (flipped where drawn), their dataset indices, class ids. */
-  nextHost(): { x: Float32Array; indices: Uint32Array; labels?: Int32Array } {
+  /**
+   * The next batch on the host: samples (flipped where drawn), their dataset indices, class ids. With `shard`,
+   * only samples offset … offset+count−1 of the batch are read (a data-parallel rank's share); the loader's
+   * position and flip draws advance for the whole batch, so every rank stays in step.
+   */
+  nextHost(shard?: Shard): { x: Float32Array; indices: Uint32Array; labels?: Int32Array } {
     const n = this.dataset.size;
     const indices = new Uint32Array(this.batchSize);
     for (let filled = 0; filled < this.batchSize;) {
@@ -132,19 +142,25 @@ export class DataLoader {
       filled += take;
       this.cursor += take;
     }
-    const { x, labels } = this.dataset.get(indices);
+    const { offset, count } = shard ?? { offset: 0, count: this.batchSize };
+    if (!(offset >= 0 && count >= 1 && offset + count <= this.batchSize)) {
+      throw new Error(`shard ${offset}+${count} is outside the batch of ${this.batchSize}`);
+    }
+    const mine = indices.subarray(offset, offset + count);
+    const { x, labels } = this.dataset.get(mine);
     if (this.flip) {
       for (let k = 0; k < this.batchSize; k++) {
-        if (this.rng.uniform() < 0.5) flipSample(x, k, this.dataset.sampleShape);
+        const flip = this.rng.uniform() < 0.5; // drawn for every sample of the batch, on every rank
+        if (flip && k >= offset && k < offset + count) flipSample(x, k - offset, this.dataset.sampleShape);
       }
     }
-    return { x, indices, labels: this.labels ? labels : undefined };
+    return { x, indices: mine, labels: this.labels ? labels : undefined };
   }
 
-  /** The next batch as tensors: x [B, ...sampleShape] float32, labels one-hot [B, labelDim] when asked. */
-  next(): { x: tf.Tensor; labels?: tf.Tensor2D } {
-    const { x, labels } = this.nextHost();
-    const xt = tf.tensor(x, [this.batchSize, ...this.dataset.sampleShape], "float32");
+  /** The next batch (or its `shard`) as tensors: x [B, …sampleShape] float32, labels one-hot [B, labelDim]. */
+  next(shard?: Shard): { x: tf.Tensor; labels?: tf.Tensor2D } {
+    const { x, labels } = this.nextHost(shard);
+    const xt = tf.tensor(x, [shard?.count ?? this.batchSize, ...this.dataset.sampleShape], "float32");
     if (!this.labels) return { x: xt };
     return { x: xt, labels: oneHotLabels(labels!, this.dataset.labelDim) };
   }

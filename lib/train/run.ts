@@ -23,6 +23,7 @@ import { writeFileAtomic } from "../fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
 import { NonFiniteLossError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
 import { type PlanLimits, planLimits } from "./memory_plan.ts";
+import { type Communicator, localCommunicator } from "../distributed/mpi.ts";
 
 export interface RunOptions {
   runDir: string;
@@ -39,6 +40,11 @@ export interface RunOptions {
   reference?: Dataset;
   /** What the memory plan must fit (default: what the current backend reports, `deviceLimits`). */
   limits?: PlanLimits;
+  /**
+   * The data-parallel ranks (default: one process). Every rank runs this with the same config; each trains on
+   * its shard of every batch, and rank 0 alone writes checkpoints, metrics, samples and the log.
+   */
+  comm?: Communicator;
 }
 
 export interface RunResult {
@@ -98,8 +104,10 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
   const dir = opts.runDir;
   await Deno.mkdir(`${dir}/checkpoints`, { recursive: true });
   await Deno.mkdir(`${dir}/samples`, { recursive: true });
-  const log = new Logger({ file: `${dir}/train.log`, quiet: opts.quiet });
-  await removeStaleTemps(`${dir}/checkpoints`);
+  const comm = opts.comm ?? localCommunicator();
+  const writer = comm.rank === 0; // the one rank that writes
+  const log = new Logger({ file: writer ? `${dir}/train.log` : undefined, quiet: opts.quiet || !writer });
+  if (writer) await removeStaleTemps(`${dir}/checkpoints`);
   const existing = await listCheckpoints(dir);
   if (!opts.resume && existing.length) {
     throw new Error(
@@ -119,8 +127,8 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
     (dataset.sampleShape.length === 1 && !opts.dataset ? await loadDataset(config.data, "test") : undefined);
   const limits = opts.limits ?? planLimits(await deviceLimits());
   const trainer = opts.resume
-    ? await resumeTrainer(existing, dataset, config, log, limits)
-    : Trainer.create(config, dataset, limits);
+    ? await resumeTrainer(existing, dataset, config, log, limits, comm)
+    : Trainer.create(config, dataset, limits, comm);
   const c = trainer.config;
   const plan = trainer.plan;
   log.info(
@@ -128,10 +136,15 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
       `${plan.peakGiB.toFixed(2)} GiB at peak; ${plan.notes.join("; ")}`,
   );
   for (const w of plan.warnings) log.warn(w);
-  await writeJson(`${dir}/config.json`, c);
   const metricsPath = `${dir}/metrics.jsonl`;
   const metrics = await readMetrics(metricsPath, trainer.step); // lines after the checkpoint are dropped
-  await Deno.writeTextFile(metricsPath, metrics.map((m) => JSON.stringify(m) + "\n").join(""));
+  if (writer) {
+    await writeJson(`${dir}/config.json`, c);
+    await Deno.writeTextFile(metricsPath, metrics.map((m) => JSON.stringify(m) + "\n").join(""));
+  }
+  if (comm.size > 1) {
+    log.info(`data parallel: ${comm.size} ranks, ${c.batch / comm.size} samples of each batch per rank`);
+  }
   const total = stepsOf(c);
   log.info(
     `${
@@ -157,15 +170,16 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
   let stoppedBy: RunResult["stoppedBy"] = "done";
   const save = async () => {
     lastCheckpoint = checkpointPath(dir, trainer.step);
-    await trainer.save(lastCheckpoint);
     savedAt = trainer.step;
+    if (!writer) return; // every rank holds the same state: rank 0 writes it
+    await trainer.save(lastCheckpoint);
     for (const old of (await listCheckpoints(dir)).slice(c.keepCheckpoints)) await Deno.remove(old.path);
   };
   try {
     while (trainer.step < total) {
       let m: StepMetrics;
       try {
-        m = await trainer.trainStep();
+        m = await trainer.trainStep(stop !== null); // the ranks agree on stopping in the step's all-reduce
       } catch (e) {
         if (e instanceof NonFiniteLossError) {
           log.info(
@@ -184,7 +198,7 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
         const line = summarize(window, step, c.batch);
         window = [];
         metrics.push(line);
-        await Deno.writeTextFile(metricsPath, JSON.stringify(line) + "\n", { append: true });
+        if (writer) await Deno.writeTextFile(metricsPath, JSON.stringify(line) + "\n", { append: true });
         log.progress(
           step,
           total,
@@ -193,7 +207,7 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
         );
       }
       if (step % c.checkpointEvery === 0 || step === total) await save();
-      if (c.sampleEvery > 0 && (step % c.sampleEvery === 0 || step === total)) {
+      if (writer && c.sampleEvery > 0 && (step % c.sampleEvery === 0 || step === total)) {
         await writeSamples(
           trainer,
           `${dir}/samples/step-${String(step).padStart(8, "0")}.png`,
@@ -202,8 +216,8 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
         );
         await writePlotHtml(`${dir}/loss.html`, lossFigure(metrics), `${c.preset}: training loss`);
       }
-      if (stop || (opts.stopAfter !== undefined && step - started >= opts.stopAfter)) {
-        stoppedBy = stop ?? "stopAfter";
+      if (m.stop || (opts.stopAfter !== undefined && step - started >= opts.stopAfter)) {
+        stoppedBy = m.stop ? "signal" : "stopAfter";
         if (savedAt !== step) await save();
         break;
       }
@@ -225,13 +239,14 @@ async function resumeTrainer(
   config: TrainConfig,
   log: Logger,
   limits: PlanLimits,
+  comm: Communicator,
 ): Promise<Trainer> {
   if (!existing.length) {
     throw new Error("--resume was given but the run has no checkpoint: start without --resume");
   }
   for (const [i, ck] of existing.entries()) {
     try {
-      const t = await Trainer.load(ck.path, dataset, config, limits);
+      const t = await Trainer.load(ck.path, dataset, config, limits, comm);
       if (i > 0) log.warn(`resumed from ${ck.path}, the newest readable checkpoint`);
       return t;
     } catch (e) {

@@ -19,6 +19,7 @@ import {
   sampleUniformIndices,
   uniformWeighting,
 } from "../schedules.ts";
+import type { Shard } from "../data/dataset.ts";
 import type { SampleBatch, SigmaBatch, SigmaGrid } from "../types.ts";
 import { microBatchOf, type TrainConfig } from "./config.ts";
 
@@ -106,7 +107,9 @@ interface Partial {
  * Loss and gradient of one step. `teacherParams` is θ⁻: the student's own parameters in iCT (then evaluated
  * outside the tape, i.e. under a stop-gradient), the EMA teacher in CT. The batch is split into micro-batches
  * of `microBatch` samples whose losses and gradients are summed with weights m/B: the result equals one pass
- * over the batch (to float32 round-off), dropout included.
+ * over the batch (to float32 round-off), dropout included. With `shard`, `batch` holds only samples
+ * offset … offset+count−1 of the step's B (a data-parallel rank's share): the result is that share's part of
+ * the sums, which the ranks' all-reduce adds up to the one-process step.
  */
 export async function lossAndGrads(
   model: ConsistencyModel,
@@ -115,16 +118,32 @@ export async function lossAndGrads(
   c: TrainConfig,
   plan: StepPlan,
   batch: StepBatch,
+  shard: Shard = { offset: 0, count: plan.indices.length },
 ): Promise<LossAndGrads> {
   const b = batch.x.shape[0];
-  if (b !== plan.indices.length) throw new Error(`batch of ${b} for a plan of ${plan.indices.length}`);
+  if (b !== shard.count || shard.offset + shard.count > plan.indices.length) {
+    throw new Error(
+      `batch of ${b} (samples ${shard.offset}+${shard.count}) for a plan of ${plan.indices.length}`,
+    );
+  }
   const m = Math.min(microBatchOf(c), b);
   if (b % m !== 0) throw new Error(`batch ${b} is not a multiple of the micro-batch ${m}`);
-  const z = tf.randomNormal(batch.x.shape, 0, 1, "float32", plan.zSeed); // one z for the batch: slices agree
+  // One z for the step's whole batch, so any pass or shard sees its own samples' noise.
+  const z = tf.tidy(() => {
+    const all = tf.randomNormal(
+      [plan.indices.length, ...batch.x.shape.slice(1)],
+      0,
+      1,
+      "float32",
+      plan.zSeed,
+    );
+    return b === plan.indices.length ? all : all.slice(shard.offset, b);
+  });
   let total: Partial | undefined;
   try {
     for (let lo = 0; lo < b; lo += m) {
-      total = accumulate(total, forwardBackward(model, params, teacherParams, c, plan, batch, z, lo, m));
+      const part = forwardBackward(model, params, teacherParams, c, plan, batch, z, lo, m, shard.offset);
+      total = accumulate(total, part);
     }
   } finally {
     z.dispose();
@@ -138,7 +157,10 @@ export async function lossAndGrads(
   return { loss, grads: total!.grads, gradNorm: Math.sqrt(squaredNorm) };
 }
 
-/** Eq. 5 on samples lo … lo+m−1 of the step, weighted m/B, and its gradient (nothing read back). */
+/**
+ * Eq. 5 on local samples lo … lo+m−1 (global offset + lo …) of the step, weighted m/B, and its gradient
+ * (nothing read back).
+ */
 function forwardBackward(
   model: ConsistencyModel,
   params: Params,
@@ -149,14 +171,15 @@ function forwardBackward(
   z: tf.Tensor,
   lo: number,
   m: number,
+  offset: number,
 ): Partial {
-  const b = batch.x.shape[0];
-  const whole = m === b;
+  const whole = m === batch.x.shape[0];
   const slice = <T extends tf.Tensor>(t: T) => (whole ? t : t.slice(lo, m)) as T;
   const [x, zj, labels] = [slice(batch.x), slice(z), batch.labels && slice(batch.labels)];
-  const sigmaLo = plan.sigmaLo.subarray(lo, lo + m);
+  const at = offset + lo; // the global index of this pass's first sample
+  const sigmaLo = plan.sigmaLo.subarray(at, at + m);
   // The same masks as a pass over the whole batch: masks follow the global sample index.
-  const ctx = (dropoutSeed: number) => ({ training: true, dropoutSeed, sampleOffset: lo });
+  const ctx = (dropoutSeed: number) => ({ training: true, dropoutSeed, sampleOffset: at });
   // f_θ⁻(x + σ_i z, σ_i), outside the tape: no activations kept, no backward pass.
   const fTeacher = teacherOutput(
     model.fn(teacherParams, ctx(plan.teacherDropoutSeed), labels),
@@ -174,11 +197,11 @@ function forwardBackward(
         x,
         z: zj,
         sigmaLo,
-        sigmaHi: plan.sigmaHi.subarray(lo, lo + m),
-        lambda: plan.lambda.subarray(lo, lo + m),
+        sigmaHi: plan.sigmaHi.subarray(at, at + m),
+        lambda: plan.lambda.subarray(at, at + m),
         metric: metricOf(c, x.size / m),
       }),
-      m / b,
+      m / plan.indices.length,
     ) as tf.Scalar, trainable.map(([, v]) => v));
   fTeacher.dispose();
   if (!whole) tf.dispose([x, zj, labels ?? []]);

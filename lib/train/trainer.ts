@@ -5,10 +5,12 @@ import * as tf from "@tensorflow/tfjs";
 import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
-import { disposeParams, type Params, trainableParams } from "../nn/params.ts";
+import { disposeParams, numel, type Params, trainableParams } from "../nn/params.ts";
 import { Rng, type RngState } from "../rng.ts";
 import { LOOP_KEYS, type TrainConfig, validateConfig } from "./config.ts";
 import { type MemoryPlan, type PlanLimits, planLimits, planMemory } from "./memory_plan.ts";
+import { type Communicator, localCommunicator } from "../distributed/mpi.ts";
+import type { Shard } from "../data/dataset.ts";
 import { Optimizer } from "./optim.ts";
 import { copyParams, emaUpdate, lossAndGrads, planStep } from "./step.ts";
 
@@ -30,11 +32,13 @@ export interface StepMetrics {
   lr: number;
   gradNorm: number;
   seconds: number;
+  /** Whether any rank asked to stop after this step (a signal): the ranks stop together. */
+  stop: boolean;
 }
 
 /** A loss or gradient that is NaN or ±Inf. The parameters were NOT updated with it. */
 export class NonFiniteLossError extends Error {
-  constructor(readonly metrics: Omit<StepMetrics, "seconds">) {
+  constructor(readonly metrics: Omit<StepMetrics, "seconds" | "stop">) {
     super(
       `the loss or its gradient is not finite at step ${metrics.k} (loss ${metrics.loss}, gradient norm ` +
         `${metrics.gradNorm}, N(k) = ${metrics.n}, lr = ${metrics.lr}); the parameters were not updated with it`,
@@ -60,16 +64,23 @@ export class Trainer {
     private rng: Rng,
     readonly loader: DataLoader,
     private steps: number,
+    /** The data-parallel ranks: each takes its shard of every batch; gradients are summed over all. */
+    readonly comm: Communicator,
   ) {}
 
   /**
    * A fresh run: parameters initialized from config.seed. A micro-batch of 0 ("auto") is resolved here by the
    * memory plan for `limits` (default: the current backend's stated budget) and written into the config.
    */
-  static create(config: TrainConfig, dataset: Dataset, limits?: PlanLimits): Trainer {
+  static create(
+    config: TrainConfig,
+    dataset: Dataset,
+    limits?: PlanLimits,
+    comm: Communicator = localCommunicator(),
+  ): Trainer {
     validateConfig(config);
     const model = modelFor(config, dataset);
-    const plan = resolveMicroBatch(config, model, limits);
+    const plan = resolveMicroBatch(config, model, limits, comm);
     const params = model.init(config.seed + SEED_OFFSETS.params);
     return new Trainer(
       plan,
@@ -82,6 +93,7 @@ export class Trainer {
       Rng.seeded(config.seed + SEED_OFFSETS.steps),
       loaderFor(config, model, dataset),
       0,
+      comm,
     );
   }
 
@@ -94,6 +106,7 @@ export class Trainer {
     dataset: Dataset,
     current?: TrainConfig,
     limits?: PlanLimits,
+    comm: Communicator = localCommunicator(),
   ): Promise<Trainer> {
     let config: TrainConfig | undefined;
     let model: ConsistencyModel | undefined;
@@ -135,7 +148,7 @@ export class Trainer {
       disposeParams(moments);
     }
     return new Trainer(
-      resolveMicroBatch(config!, model!, limits), // masks follow the sample, so the micro-batch may change
+      resolveMicroBatch(config!, model!, limits, comm), // masks follow the sample: the split may change
       config!,
       model!,
       params,
@@ -145,6 +158,7 @@ export class Trainer {
       Rng.fromState(state.rng),
       loaderFor(config!, model!, dataset, state.loader),
       state.step,
+      comm,
     );
   }
 
@@ -153,22 +167,36 @@ export class Trainer {
     return this.steps;
   }
 
-  /** Optimizer step k = this.step: plan, loss and gradient, update, EMAs. */
-  async trainStep(): Promise<StepMetrics> {
+  /**
+   * Optimizer step k = this.step: plan, loss and gradient (of this rank's shard, summed over the ranks),
+   * update, EMAs. `stopRequested`: this rank wants to stop after the step; the answer's `stop` is every rank's.
+   */
+  async trainStep(stopRequested = false): Promise<StepMetrics> {
     const started = performance.now();
     const c = this.config;
     const k = this.steps;
-    const plan = planStep(c, k, this.rng);
-    const batch = this.loader.next();
+    const plan = planStep(c, k, this.rng); // the same on every rank: the RNG state is global
+    const shard = this.shard();
+    const batch = this.loader.next(shard);
     const lr = c.optimizer.lr;
     let result;
     try {
-      result = await lossAndGrads(this.model, this.params, this.teacher ?? this.params, c, plan, batch);
+      result = await lossAndGrads(
+        this.model,
+        this.params,
+        this.teacher ?? this.params,
+        c,
+        plan,
+        batch,
+        shard,
+      );
     } finally {
       batch.x.dispose();
       batch.labels?.dispose();
     }
-    const { loss, grads, gradNorm } = result;
+    const { loss, grads, gradNorm, stop } = this.comm.size > 1
+      ? await allReduceStep(this.comm, result, stopRequested)
+      : { ...result, stop: stopRequested };
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       for (const g of grads.values()) g.dispose();
       throw new NonFiniteLossError({ k, loss, n: plan.n, lr, gradNorm });
@@ -178,7 +206,15 @@ export class Trainer {
     emaUpdate(this.ema, this.params, c.emaDecay); // student EMA, for sampling
     if (this.teacher) emaUpdate(this.teacher, this.params, plan.mu); // CT: θ⁻ ← μ(k)θ⁻ + (1 − μ(k))θ
     this.steps = k + 1;
-    return { k, loss, n: plan.n, lr, gradNorm, seconds: (performance.now() - started) / 1000 };
+    return { k, loss, n: plan.n, lr, gradNorm, seconds: (performance.now() - started) / 1000, stop };
+  }
+
+  /** This rank's samples of every batch (undefined in a one-process run). */
+  private shard(): Shard | undefined {
+    const { rank, size } = this.comm;
+    if (size === 1) return undefined;
+    const count = this.config.batch / size;
+    return { offset: rank * count, count };
   }
 
   /** Everything needed to continue, in one safetensors file (atomic write). */
@@ -224,12 +260,69 @@ export function resumedConfig(stored: TrainConfig, current?: TrainConfig): Train
   return { ...structuredClone(stored), ...loop, data: { ...stored.data, dir: current.data.dir } };
 }
 
-/** Plan the step's memory; a micro-batch of 0 ("auto") becomes the plan's, written into the config. */
-function resolveMicroBatch(config: TrainConfig, model: ConsistencyModel, limits?: PlanLimits): MemoryPlan {
+/**
+ * Plan the step's memory for this rank's share of the batch; a micro-batch of 0 ("auto") becomes the plan's,
+ * written into the config.
+ */
+function resolveMicroBatch(
+  config: TrainConfig,
+  model: ConsistencyModel,
+  limits: PlanLimits | undefined,
+  comm: Communicator,
+): MemoryPlan {
+  if (config.batch % comm.size !== 0) {
+    throw new Error(
+      `the batch ${config.batch} does not split evenly over ${comm.size} ranks: run a divisor of it`,
+    );
+  }
+  const share = config.batch / comm.size;
+  if (config.microBatch > 0 && share % config.microBatch !== 0) {
+    throw new Error(
+      `each of the ${comm.size} ranks takes ${share} samples of the batch, not a multiple of --micro-batch ` +
+        `${config.microBatch}: pick a divisor of ${share}`,
+    );
+  }
   limits ??= planLimits({ backend: tf.getBackend(), memorySource: "the backend was not asked" });
-  const plan = planMemory(model.network, config, limits);
+  const plan = planMemory(model.network, { ...config, batch: share }, limits);
   config.microBatch = plan.microBatch;
   return plan;
+}
+
+/**
+ * Sum a rank's loss and gradients over all ranks (one MPI all-reduce of one buffer: the loss, the stop flag,
+ * every gradient in parameter-name order) and recompute the norm of the sum on the host.
+ */
+async function allReduceStep(
+  comm: Communicator,
+  part: { loss: number; grads: Map<string, tf.Tensor> },
+  stopRequested: boolean,
+): Promise<{ loss: number; grads: Map<string, tf.Tensor>; gradNorm: number; stop: boolean }> {
+  const names = [...part.grads.keys()].sort(); // the same order on every rank
+  const total = names.reduce((n, name) => n + part.grads.get(name)!.size, 2);
+  const buf = new Float32Array(total);
+  buf[0] = part.loss;
+  buf[1] = stopRequested ? 1 : 0;
+  let at = 2;
+  const shapes = new Map<string, number[]>();
+  for (const name of names) {
+    const g = part.grads.get(name)!;
+    buf.set((await g.data()) as Float32Array, at); // waits on the device: the gradient leaves it here
+    shapes.set(name, g.shape);
+    at += g.size;
+    g.dispose();
+  }
+  comm.allReduceSum(buf); // blocks until every rank has sent its share
+  const grads = new Map<string, tf.Tensor>();
+  let squared = 0;
+  at = 2;
+  for (const name of names) {
+    const shape = shapes.get(name)!;
+    const values = buf.subarray(at, at + numel(shape));
+    for (const v of values) squared += v * v;
+    grads.set(name, tf.tensor(values, shape, "float32"));
+    at += values.length;
+  }
+  return { loss: buf[0], grads, gradNorm: Math.sqrt(squared), stop: buf[1] > 0 };
 }
 
 function modelFor(config: TrainConfig, dataset: Dataset): ConsistencyModel {
