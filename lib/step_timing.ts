@@ -5,9 +5,10 @@ import * as tf from "@tensorflow/tfjs";
 import { ConsistencyModel } from "./consistency_model.ts";
 import type { ModelConfig } from "./models/index.ts";
 import { type Network, oneHotLabels } from "./models/network.ts";
-import type { Params } from "./nn/params.ts";
+import { type Params, trainableParams } from "./nn/params.ts";
 import { Rng } from "./rng.ts";
 import { preset } from "./train/config.ts";
+import type { Optimizer } from "./train/optim.ts";
 import { lossAndGrads, planStep } from "./train/step.ts";
 
 /** A model's parameters, allocated once and reused for steps at several batch sizes. */
@@ -52,12 +53,16 @@ export interface StepResult {
   peakBytes: number;
 }
 
-/** One iCT step at `batch` (gradients read back, then freed); throws on a non-finite loss. */
+/**
+ * One iCT step at `batch` (gradients read back, then freed); throws on a non-finite loss. With `optimizer`
+ * (built on `m.params`), the step includes its update, as the trainer's does.
+ */
 export async function timeIctStep(
   m: StepModel,
   config: ModelConfig,
   batch: number,
   seed = 1,
+  optimizer?: Optimizer,
 ): Promise<StepResult> {
   const net = m.model.network;
   const recipe = { ...preset("cifar10"), model: config, batch, microBatch: batch };
@@ -70,7 +75,12 @@ export async function timeIctStep(
     const t = performance.now();
     const { result, peakBytes } = await peakTensorBytes(async () => {
       const r = await lossAndGrads(m.model, m.params, m.params, recipe, plan, { x, labels });
-      await Promise.all([...r.grads.values()].map((g) => g.data()));
+      if (optimizer) {
+        // lossAndGrads read the loss and the gradient norm, so the gradients are done; queued work runs in
+        // order, so reading the last parameter waits for the whole update.
+        optimizer.update(r.grads);
+        await [...trainableParams(m.params)].at(-1)![1].data();
+      } else await Promise.all([...r.grads.values()].map((g) => g.data()));
       return r;
     });
     const seconds = (performance.now() - t) / 1000;

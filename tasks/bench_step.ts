@@ -1,0 +1,323 @@
+// deno task bench:step [--reps N] [--warmup N] [--models a,b] [--no-torch] [--no-profile] [--python PATH] [--json FILE]
+// The kit's iCT training step on wasm (lib/step_timing.ts: teacher forward outside the gradient tape, student
+// forward + backward, Pseudo-Huber, one RAdam update) beside the same step in PyTorch on the same cores
+// (tests/reference/torch_step.py: the independent NCSN++ of tests/reference/networks_reference.py, with
+// torch.set_num_threads = the kit's wasm threads), for ncsnpp-cifar10 at batch 1 and ncsnpp-small-32 at
+// batch 8. Repetitions are interleaved (kit, PyTorch, PyTorch, kit, …) after warm-up, so both see the same
+// machine load; the ratio is PyTorch's seconds per step over the kit's (the kit's speed as a fraction of
+// PyTorch's). Then one more kit step runs under tf.profile, and the 15 kernels with the most time are listed.
+// Kernel times on wasm are wall times around each kernel call (the wasm backend's timer is performance.now()
+// around the call; its kernels are synchronous, threads included). The kit's own kernels (lib/wasm_kernels.ts)
+// call other kernels, so each kernel is charged its self time: its wall time less that of the kernels it ran.
+// PyTorch is Debian's python3-torch (apt-get install -y --no-install-recommends python3-torch), run with
+// /usr/bin/python3; without it the kit is timed alone and the output says so.
+import * as tf from "@tensorflow/tfjs";
+import { parseArgs } from "node:util";
+import { initBackend } from "../lib/backend.ts";
+import { buildNetwork, modelConfig } from "../lib/models/index.ts";
+import { trainableParams } from "../lib/nn/params.ts";
+import { allocateModel, type StepModel, timeIctStep } from "../lib/step_timing.ts";
+import { DEFAULT_OPTIMIZER, Optimizer } from "../lib/train/optim.ts";
+import { wasmThreads } from "../lib/wasm_threads.ts";
+
+const CASES = [
+  { model: "ncsnpp-small-32", batch: 8 },
+  { model: "ncsnpp-cifar10", batch: 1 },
+] as const;
+const TORCH_SCRIPT = new URL("../tests/reference/torch_step.py", import.meta.url).pathname;
+const INSTALL = "apt-get install -y --no-install-recommends python3-torch";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    reps: { type: "string", default: "3" },
+    warmup: { type: "string", default: "1" },
+    models: { type: "string", default: CASES.map((c) => c.model).join(",") },
+    "no-torch": { type: "boolean", default: false },
+    "no-profile": { type: "boolean", default: false },
+    python: { type: "string", default: "/usr/bin/python3" },
+    json: { type: "string" },
+    top: { type: "string", default: "15" },
+    shapes: { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  console.log(
+    "usage: deno task bench:step [--reps N] [--warmup N] [--models ncsnpp-small-32,ncsnpp-cifar10] " +
+      "[--no-torch] [--no-profile] [--python /usr/bin/python3] [--json FILE] [--top 15] [--shapes]",
+  );
+  Deno.exit(0);
+}
+const positive = (name: string, v: string, min: number) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}, got "${v}"`);
+    Deno.exit(2);
+  }
+  return n;
+};
+const reps = positive("reps", values.reps!, 1);
+const warmup = positive("warmup", values.warmup!, 0);
+const top = positive("top", values.top!, 1);
+const wanted = values.models!.split(",").map((s) => s.trim());
+for (const m of wanted) {
+  if (!CASES.some((c) => c.model === m)) {
+    console.error(`--models: ${m} is not one of ${CASES.map((c) => c.model).join(", ")}`);
+    Deno.exit(2);
+  }
+}
+
+// ---- PyTorch, a line-oriented child process -------------------------------------------------------------
+
+/** Why PyTorch cannot run here, or undefined when it can. */
+async function torchMissing(python: string): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command(python, {
+      args: ["-c", "import torch; print(torch.__version__)"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (out.success) return undefined;
+    return `${python} cannot import torch (${
+      new TextDecoder().decode(out.stderr).trim().split("\n").at(-1)
+    })`;
+  } catch (e) {
+    return `${python} is not there (${(e as Error).message})`;
+  }
+}
+
+class TorchStep {
+  private readonly lines: AsyncIterator<string>;
+  private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  private constructor(private readonly child: Deno.ChildProcess) {
+    this.lines = readLines(child.stdout);
+    this.writer = child.stdin.getWriter();
+  }
+
+  static start(python: string, config: unknown, batch: number, threads: number, warmup: number): TorchStep {
+    const child = new Deno.Command(python, {
+      args: [
+        TORCH_SCRIPT,
+        "--config",
+        JSON.stringify(config),
+        "--batch",
+        String(batch),
+        "--threads",
+        String(threads),
+        "--warmup",
+        String(warmup),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+      // One thread pool, the size asked for: no OpenMP/MKL defaults from the environment.
+      env: { OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
+    }).spawn();
+    return new TorchStep(child);
+  }
+
+  async next(): Promise<Record<string, unknown>> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error(`${TORCH_SCRIPT} exited early (${(await this.child.status).code})`);
+    return JSON.parse(r.value);
+  }
+
+  async step(): Promise<number> {
+    await this.writer.write(new TextEncoder().encode("step\n"));
+    const r = await this.next();
+    if (typeof r.seconds !== "number" || !Number.isFinite(r.loss as number)) {
+      throw new Error(`PyTorch step: ${JSON.stringify(r)}`);
+    }
+    return r.seconds;
+  }
+
+  async close(): Promise<void> {
+    await this.writer.write(new TextEncoder().encode("quit\n")).catch(() => {});
+    await this.writer.close().catch(() => {});
+    await this.child.status;
+  }
+}
+
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i);
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) yield buf;
+}
+
+// ---- The profile: self time per kernel ------------------------------------------------------------------
+
+interface KernelRow {
+  name: string;
+  calls: number;
+  selfMs: number;
+}
+
+/**
+ * One kit step under tf.profile. The engine's per-kernel profiler is wrapped to time each call and subtract the
+ * time of the kernels it ran itself (tf.profile's kernelTimeMs on wasm is the wall time around the call,
+ * nested kernels included, so composite kernels would be counted twice).
+ */
+async function profileStep(run: () => Promise<unknown>, byShape: boolean) {
+  const profiler = (tf.engine() as unknown as {
+    profiler: { profileKernel: (name: string, inputs: unknown, f: () => unknown) => unknown };
+  }).profiler;
+  const original = profiler.profileKernel;
+  const rows = new Map<string, KernelRow>();
+  const children: number[] = [];
+  let topLevelMs = 0;
+  profiler.profileKernel = function (name, inputs, f) {
+    children.push(0);
+    const t = performance.now();
+    try {
+      return original.call(this, name, inputs, f);
+    } finally {
+      const ms = performance.now() - t;
+      const nested = children.pop()!;
+      if (children.length) children[children.length - 1] += ms;
+      else topLevelMs += ms;
+      const key = byShape ? `${name} ${shapesOf(inputs)}` : name;
+      const row = rows.get(key) ?? { name: key, calls: 0, selfMs: 0 };
+      row.calls++;
+      row.selfMs += ms - nested;
+      rows.set(key, row);
+    }
+  };
+  try {
+    const t = performance.now();
+    const info = await tf.profile(async () => {
+      await run();
+      return [];
+    });
+    const wallMs = performance.now() - t;
+    // What tf.profile itself reports: the sum of its kernelTimeMs counts nested kernels twice.
+    const profileSumMs = info.kernels.reduce((s, k) => s + (k.kernelTimeMs as number), 0);
+    return {
+      wallMs,
+      topLevelMs,
+      profileSumMs,
+      kernels: info.kernels.length,
+      rows: [...rows.values()].sort((a, b) => b.selfMs - a.selfMs),
+    };
+  } finally {
+    profiler.profileKernel = original;
+  }
+}
+
+/** The input shapes of a kernel call, for --shapes. */
+function shapesOf(inputs: unknown): string {
+  return Object.values(inputs as Record<string, { shape?: number[] } | null>)
+    .map((t) => (t?.shape ? `[${t.shape}]` : "-")).join(" ");
+}
+
+// ---- Main -----------------------------------------------------------------------------------------------
+
+const choice = await initBackend({ backend: "wasm", quiet: true });
+const threads = wasmThreads();
+const missing = values["no-torch"] ? "--no-torch" : await torchMissing(values.python!);
+const loadavg = () => Deno.loadavg().map((v) => v.toFixed(2)).join(" ");
+console.log(
+  `bench:step — the kit on ${choice.name} with ${threads} thread${threads > 1 ? "s" : ""}; ` +
+    (missing
+      ? `PyTorch NOT RUN: ${missing}. Install it with \`${INSTALL}\` for the side-by-side figures.`
+      : `PyTorch (${values.python}) with torch.set_num_threads(${threads}), interleaved with the kit.`),
+);
+console.log(`${warmup} warm-up step(s), then ${reps} timed; load average at start: ${loadavg()}`);
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(" ");
+const results: Record<string, unknown>[] = [];
+
+for (const { model, batch } of CASES.filter((c) => wanted.includes(c.model))) {
+  const config = modelConfig(model);
+  const torch = missing ? undefined : TorchStep.start(values.python!, config, batch, threads, warmup);
+  let m: StepModel | undefined;
+  let optimizer: Optimizer | undefined;
+  try {
+    m = allocateModel(buildNetwork(config));
+    optimizer = new Optimizer(DEFAULT_OPTIMIZER, trainableParams(m.params));
+    let seed = 1;
+    const kitStep = async () => (await timeIctStep(m!, config, batch, seed++, optimizer)).seconds;
+    for (let i = 0; i < warmup; i++) await kitStep();
+    const ready = torch ? await torch.next() : undefined;
+    const kit: number[] = [];
+    const py: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      // Alternate who goes first, so a slow spell of the machine does not always fall on one side.
+      if (torch && i % 2 === 1) py.push(await torch.step());
+      kit.push(await kitStep());
+      if (torch && i % 2 === 0) py.push(await torch.step());
+    }
+    await torch?.close();
+    const kitS = median(kit);
+    const pyS = torch ? median(py) : undefined;
+    const paired = torch ? kit.map((k, i) => py[i] / k) : [];
+    console.log(`\n${model}, batch ${batch}`);
+    console.log(
+      `  kit      ${kitS.toFixed(2)} s/step (median; steps: ${fmt(kit)})  ${(batch / kitS).toFixed(3)} img/s`,
+    );
+    if (pyS !== undefined) {
+      console.log(
+        `  PyTorch  ${pyS.toFixed(2)} s/step (median; steps: ${fmt(py)})  ${
+          (batch / pyS).toFixed(3)
+        } img/s ` +
+          `(torch ${ready!.torch}, ${ready!.params} parameters)`,
+      );
+      console.log(
+        `  kit/PyTorch speed: ${(pyS / kitS).toFixed(3)}× (per repetition: ${fmt(paired)}; the kit takes ` +
+          `${(kitS / pyS).toFixed(1)}× as long)`,
+      );
+      const spread = Math.max(...paired) / Math.min(...paired);
+      if (spread > 1.25) {
+        console.log(
+          `  WARNING: the per-repetition ratios differ by ${
+            spread.toFixed(2)
+          }×: the machine was busy; repeat`,
+        );
+      }
+    } else console.log(`  PyTorch  not run (${missing})`);
+    const row: Record<string, unknown> = { model, batch, threads, kitSeconds: kit, kitMedian: kitS };
+    if (pyS !== undefined) Object.assign(row, { torchSeconds: py, torchMedian: pyS, ratio: pyS / kitS });
+
+    if (!values["no-profile"]) {
+      const p = await profileStep(() => timeIctStep(m!, config, batch, seed++, optimizer), values.shapes!);
+      const total = p.rows.reduce((s, r) => s + r.selfMs, 0);
+      console.log(
+        `  profile of one step: ${(p.wallMs / 1000).toFixed(2)} s wall (with the profiler's overhead), ` +
+          `${(p.topLevelMs / 1000).toFixed(2)} s in ${p.kernels} kernel calls, ` +
+          `${((p.wallMs - p.topLevelMs) / 1000).toFixed(2)} s outside kernels (JS, tape, reads); ` +
+          `tf.profile's kernelTimeMs sum ${(p.profileSumMs / 1000).toFixed(2)} s counts nested kernels twice`,
+      );
+      const w = values.shapes ? 60 : 24;
+      console.log(
+        `  ${"kernel".padEnd(w)} ${"calls".padStart(6)} ${"self s".padStart(8)} ${"share".padStart(6)}`,
+      );
+      for (const r of p.rows.slice(0, top)) {
+        console.log(
+          `  ${r.name.padEnd(w)} ${String(r.calls).padStart(6)} ${
+            (r.selfMs / 1000).toFixed(3).padStart(8)
+          } ` +
+            `${(100 * r.selfMs / total).toFixed(1).padStart(5)}%`,
+        );
+      }
+      row.profile = { wallMs: p.wallMs, kernelMs: p.topLevelMs, top: p.rows.slice(0, top) };
+    }
+    results.push(row);
+  } finally {
+    optimizer?.dispose();
+    if (m) { for (const t of m.params.values()) t.dispose(); }
+    await torch?.close().catch(() => {});
+  }
+}
+console.log(`\nload average at end: ${loadavg()}`);
+if (values.json) await Deno.writeTextFile(values.json, JSON.stringify({ threads, results }, null, 2) + "\n");
