@@ -111,6 +111,40 @@ Deno.test({
 });
 
 Deno.test({
+  name: "SIGTERM to mpirun stops every rank after the same step, and rank 0 saves a checkpoint",
+  ignore: !!noMpi,
+  fn: async () => {
+    const run = await Deno.makeTempDir({ prefix: "ict-mpi-term-" });
+    const job = new Deno.Command("mpirun", {
+      args: ["-np", "2", Deno.execPath(), "run", "--allow-all", `${root}tasks/train.ts`, "--config", "toy2d"]
+        .concat(["--run", run, "--max-steps", "100000", "--log-every", "1", "--sample-every", "0"]),
+      cwd: root,
+      env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const reader = job.stderr.getReader();
+    let seen = "";
+    while (!/\] 3\/100000/.test(seen)) seen += new TextDecoder().decode((await reader.read()).value);
+    job.kill("SIGTERM");
+    const guard = setTimeout(() => job.kill("SIGKILL"), 60_000); // a job that ignores it fails, not hangs
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+    }
+    const stdout = await new Response(job.stdout).text();
+    const status = await job.status;
+    clearTimeout(guard);
+    assert.equal(status.code, 0, seen.slice(-2000));
+    const step = Number(/stopped at step (\d+)/.exec(seen)?.[1]);
+    assert.ok(step >= 3, seen.slice(-2000));
+    assert.match(stdout, new RegExp(`step ${step}  checkpoint .*step-${String(step).padStart(8, "0")}`));
+    await Deno.stat(`${run}/checkpoints/step-${String(step).padStart(8, "0")}.safetensors`);
+  },
+});
+
+Deno.test({
   name: "one rank killed with SIGKILL ends the whole job within seconds, never a hang",
   ignore: !!noMpi,
   fn: async () => {
