@@ -110,35 +110,49 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "SIGTERM to mpirun stops every rank after the same step, and rank 0 saves a checkpoint",
-  ignore: !!noMpi,
-  fn: async () => {
-    const run = await Deno.makeTempDir({ prefix: "ict-mpi-term-" });
-    const job = new Deno.Command("mpirun", {
-      args: ["-np", "2", Deno.execPath(), "run", "--allow-all", `${root}tasks/train.ts`, "--config", "toy2d"]
-        .concat(["--run", run, "--max-steps", "100000", "--log-every", "1", "--sample-every", "0"]),
-      cwd: root,
-      env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const reader = job.stderr.getReader();
-    let seen = "";
-    while (!/\] 3\/100000/.test(seen)) seen += new TextDecoder().decode((await reader.read()).value);
-    job.kill("SIGTERM");
-    const guard = setTimeout(() => job.kill("SIGKILL"), 60_000); // a job that ignores it fails, not hangs
+/**
+ * A long 2-rank toy2d run under mpirun, returned once it has logged step 3. `finish(ms)` waits for the job
+ * (killing it after `ms`, so a job that ignores a signal fails instead of hanging) and returns its exit code
+ * and everything it printed.
+ */
+async function startLongJob(run: string) {
+  const job = new Deno.Command("mpirun", {
+    args: ["-np", "2", Deno.execPath(), "run", "--allow-all", `${root}tasks/train.ts`, "--config", "toy2d"]
+      .concat(["--run", run, "--max-steps", "100000", "--log-every", "1", "--sample-every", "0"]),
+    cwd: root,
+    env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
+    stdout: "piped", // mpirun reports a dead rank here
+    stderr: "piped",
+  }).spawn();
+  const reader = job.stderr.getReader();
+  let seen = "";
+  while (!/\] 3\/100000/.test(seen)) seen += new TextDecoder().decode((await reader.read()).value);
+  const finish = async (ms: number) => {
+    const guard = setTimeout(() => job.kill("SIGKILL"), ms);
+    const stdout = new Response(job.stdout).text();
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       seen += new TextDecoder().decode(value);
     }
-    const stdout = await new Response(job.stdout).text();
     const status = await job.status;
     clearTimeout(guard);
-    assert.equal(status.code, 0, seen.slice(-2000));
-    const step = Number(/stopped at step (\d+)/.exec(seen)?.[1]);
-    assert.ok(step >= 3, seen.slice(-2000));
+    return { code: status.code, stdout: await stdout, stderr: seen };
+  };
+  return { job, finish };
+}
+
+Deno.test({
+  name: "SIGTERM to mpirun stops every rank after the same step, and rank 0 saves a checkpoint",
+  ignore: !!noMpi,
+  fn: async () => {
+    const run = await Deno.makeTempDir({ prefix: "ict-mpi-term-" });
+    const { job, finish } = await startLongJob(run);
+    job.kill("SIGTERM");
+    const { code, stdout, stderr } = await finish(60_000);
+    assert.equal(code, 0, stderr.slice(-2000));
+    const step = Number(/stopped at step (\d+)/.exec(stderr)?.[1]);
+    assert.ok(step >= 3, stderr.slice(-2000));
     assert.match(stdout, new RegExp(`step ${step}  checkpoint .*step-${String(step).padStart(8, "0")}`));
     await Deno.stat(`${run}/checkpoints/step-${String(step).padStart(8, "0")}.safetensors`);
   },
@@ -149,29 +163,7 @@ Deno.test({
   ignore: !!noMpi,
   fn: async () => {
     const run = await Deno.makeTempDir({ prefix: "ict-mpi-kill-" });
-    const deno = Deno.execPath();
-    const job = new Deno.Command("mpirun", {
-      args: [
-        "-np",
-        "2",
-        deno,
-        "run",
-        "--allow-all",
-        `${root}tasks/train.ts`,
-        "--config",
-        "toy2d",
-        "--run",
-        run,
-      ]
-        .concat(["--max-steps", "100000", "--log-every", "1", "--sample-every", "0"]),
-      cwd: root,
-      env: { NO_COLOR: "1", ICT_WASM_THREADS: "1" },
-      stdout: "piped", // mpirun reports the dead rank here
-      stderr: "piped",
-    }).spawn();
-    const reader = job.stderr.getReader();
-    let seen = "";
-    while (!/\] 3\/100000/.test(seen)) seen += new TextDecoder().decode((await reader.read()).value);
+    const { finish } = await startLongJob(run);
     // The two ranks are deno processes whose command line names this run directory.
     const ps = await new Deno.Command("pgrep", { args: ["-f", run], stdout: "piped" }).output();
     const pids = new TextDecoder().decode(ps.stdout).trim().split("\n").map(Number).filter((pid) => {
@@ -184,23 +176,11 @@ Deno.test({
     assert.equal(pids.length, 2, `the ranks: ${pids}`);
     const killed = performance.now();
     Deno.kill(pids[1], "SIGKILL");
-    const drain = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        seen += new TextDecoder().decode(value);
-      }
-    })();
-    const timer = setTimeout(() => job.kill("SIGKILL"), 30_000);
-    const stdout = new Response(job.stdout).text();
-    const status = await job.status;
-    clearTimeout(timer);
-    await drain;
-    seen += await stdout;
+    const { code, stdout, stderr } = await finish(30_000);
     const seconds = (performance.now() - killed) / 1000;
     assert.ok(seconds < 20, `the job ended ${seconds.toFixed(1)} s after the kill`);
-    assert.notEqual(status.code, 0);
-    assert.match(seen, /KILLED BY SIGNAL: 9|BAD TERMINATION/, seen.slice(-1500));
+    assert.notEqual(code, 0);
+    assert.match(stdout + stderr, /KILLED BY SIGNAL: 9|BAD TERMINATION/, (stdout + stderr).slice(-1500));
   },
 });
 
