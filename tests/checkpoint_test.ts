@@ -1,6 +1,6 @@
 // safetensors checkpoints: bit-exact round trips, the format itself, and refusal of bad files without
 // losing the good one.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import {
   CheckpointError,
@@ -48,13 +48,13 @@ Deno.test("safetensors round trip is bit-exact (NaN, −0, ±∞, subnormals, ev
   const path = `${await tempDir()}/x.safetensors`;
   await writeSafetensors(path, sample(), { note: "hello" });
   const { tensors, metadata } = await readSafetensors(path);
-  assert.equal(metadata.note, "hello");
-  assert.deepEqual([...tensors.keys()], [...sample().keys()]);
+  assertEquals(metadata.note, "hello");
+  assertEquals([...tensors.keys()], [...sample().keys()]);
   for (const [name, t] of sample()) {
     const r = tensors.get(name)!;
-    assert.equal(r.dtype, t.dtype, name);
-    assert.deepEqual(r.shape, t.shape, name);
-    assert.deepEqual(
+    assertEquals(r.dtype, t.dtype, name);
+    assertEquals(r.shape, t.shape, name);
+    assertEquals(
       new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength),
       new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
       `${name}: bytes differ`,
@@ -70,12 +70,12 @@ Deno.test("the file follows the safetensors layout (u64 LE header length, JSON h
   );
   const bytes = await Deno.readFile(path);
   const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-  assert.equal(n % 8, 0, "header padded to 8 bytes");
+  assertEquals(n % 8, 0, "header padded to 8 bytes");
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-  assert.deepEqual(header.w, { dtype: "F32", shape: [2], data_offsets: [0, 8] });
-  assert.match(header.__metadata__["ict_kit.data_sha256"], /^[0-9a-f]{64}$/);
-  assert.deepEqual(new Float32Array(bytes.slice(8 + n).buffer), new Float32Array([1, 2]));
-  assert.equal(bytes.length, 8 + n + 8);
+  assertEquals(header.w, { dtype: "F32", shape: [2], data_offsets: [0, 8] });
+  assertMatch(header.__metadata__["ict_kit.data_sha256"], /^[0-9a-f]{64}$/);
+  assertEquals(new Float32Array(bytes.slice(8 + n).buffer), new Float32Array([1, 2]));
+  assertEquals(bytes.length, 8 + n + 8);
 });
 
 Deno.test("truncated, corrupted and foreign files are refused with the problem named", async () => {
@@ -120,14 +120,14 @@ Deno.test("truncated, corrupted and foreign files are refused with the problem n
   for (const [what, content, pattern] of cases) {
     const path = `${dir}/bad.safetensors`;
     await Deno.writeFile(path, content);
-    await assert.rejects(readSafetensors(path), (e: Error) => {
-      assert.ok(e instanceof CheckpointError, `${what}: ${e}`);
-      assert.match(e.message, pattern, what);
-      assert.ok(e.message.includes(path), `${what}: the message names the file`);
-      return true;
-    });
+    {
+      const e = await assertRejects(() => readSafetensors(path), Error);
+      assert(e instanceof CheckpointError, `${what}: ${e}`);
+      assertMatch(e.message, pattern, what);
+      assert(e.message.includes(path), `${what}: the message names the file`);
+    }
   }
-  await assert.rejects(readSafetensors(`${dir}/none.safetensors`), /file not found/);
+  await assertRejects(() => readSafetensors(`${dir}/none.safetensors`), Error, "file not found");
 });
 
 Deno.test("a save that fails part-way leaves the previous checkpoint intact and no temp file", async () => {
@@ -142,15 +142,16 @@ Deno.test("a save that fails part-way leaves the previous checkpoint intact and 
     yield good.get("a/weights")!;
     throw new Error("disk full (simulated)");
   };
-  await assert.rejects(writeSafetensors(path, failing), /disk full/);
-  assert.deepEqual(await Deno.readFile(path), before);
-  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["ckpt.safetensors"]);
+  await assertRejects(() => writeSafetensors(path, failing), Error, "disk full");
+  assertEquals(await Deno.readFile(path), before);
+  assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["ckpt.safetensors"]);
   // Bad entries are refused before anything is written.
-  await assert.rejects(
-    writeSafetensors(path, new Map([["w", { dtype: "F32", shape: [3], data: new Float32Array(2) }]])),
-    /shape \[3\] holds 3 values, data has 2/,
+  await assertRejects(
+    () => writeSafetensors(path, new Map([["w", { dtype: "F32", shape: [3], data: new Float32Array(2) }]])),
+    Error,
+    "shape [3] holds 3 values, data has 2",
   );
-  assert.deepEqual(await Deno.readFile(path), before);
+  assertEquals(await Deno.readFile(path), before);
 });
 
 Deno.test("a model checkpoint restores parameters bit-exactly and the same outputs", async () => {
@@ -161,14 +162,14 @@ Deno.test("a model checkpoint restores parameters bit-exactly and the same outpu
   const state = { step: 1234, rng: [1, 2, 3, 4] };
   await saveCheckpoint(path, { config, groups: { params }, state });
   const loaded = await loadCheckpoint(path, { params: model.network.specs });
-  assert.deepEqual(loaded.config, config);
-  assert.deepEqual(loaded.state, state);
+  assertEquals(loaded.config, config);
+  assertEquals(loaded.state, state);
   for (const [name, t] of params) {
-    assert.deepEqual(await loaded.groups.params.get(name)!.data(), await t.data(), name);
+    assertEquals(await loaded.groups.params.get(name)!.data(), await t.data(), name);
   }
   const x = tf.randomNormal([4, 2], 0, 1, "float32", 3);
   const sigmas = new Float64Array([0.01, 0.5, 2, 80]);
-  assert.deepEqual(
+  assertEquals(
     await model.apply(loaded.groups.params, x, sigmas, EVAL).data(),
     await model.apply(params, x, sigmas, EVAL).data(),
   );
@@ -179,22 +180,28 @@ Deno.test("loading into a different model is refused, naming every mismatch", as
   const path = `${await tempDir()}/model.safetensors`;
   await saveCheckpoint(path, { config: modelConfig("mlp-2d"), groups: { params: small.init(1) } });
   const narrower = ConsistencyModel.fromConfig({ ...modelConfig("mlp-2d"), hidden: 64 } as never);
-  await assert.rejects(
-    loadCheckpoint(path, { params: narrower.network.specs }),
-    /params\/map_layer0\.weight has shape \[64,128\], the model needs \[64,64\]/,
+  await assertRejects(
+    () => loadCheckpoint(path, { params: narrower.network.specs }),
+    Error,
+    "params/map_layer0.weight has shape [64,128], the model needs [64,64]",
   );
   const deeper = ConsistencyModel.fromConfig({ ...modelConfig("mlp-2d"), depth: 4 } as never);
-  await assert.rejects(loadCheckpoint(path, { params: deeper.network.specs }), (e: Error) => {
-    assert.match(e.message, /params\/layer3\.weight is missing; params\/layer3\.bias is missing/);
-    return true;
-  });
+  {
+    const e = await assertRejects(() => loadCheckpoint(path, { params: deeper.network.specs }), Error);
+    assertMatch(e.message, /params\/layer3\.weight is missing; params\/layer3\.bias is missing/);
+  }
   const fewer = ConsistencyModel.fromConfig({ ...modelConfig("mlp-2d"), depth: 2 } as never);
-  await assert.rejects(
-    loadCheckpoint(path, { params: fewer.network.specs }),
-    /params\/layer2\.weight is not part of the model/,
+  await assertRejects(
+    () => loadCheckpoint(path, { params: fewer.network.specs }),
+    Error,
+    "params/layer2.weight is not part of the model",
   );
-  await assert.rejects(loadCheckpoint(path, { ema: small.network.specs }), /group "ema" is missing/);
+  await assertRejects(
+    () => loadCheckpoint(path, { ema: small.network.specs }),
+    Error,
+    'group "ema" is missing',
+  );
   const foreign = `${path}.other`;
   await writeSafetensors(foreign, new Map([["w", { dtype: "F32", shape: [1], data: new Float32Array(1) }]]));
-  await assert.rejects(loadCheckpoint(foreign), /not an ict-kit checkpoint/);
+  await assertRejects(() => loadCheckpoint(foreign), Error, "not an ict-kit checkpoint");
 });

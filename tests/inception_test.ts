@@ -3,7 +3,7 @@
 // formula weights: parameter names, order and shapes; pool_3 features and logits (folded and unfolded
 // BatchNorm); the bilinear resize against F.interpolate(align_corners=False); and the state dict checks.
 // Runs on single-threaded wasm (XNNPACK): ≈ 0.5 s per 299×299 image here, against ≈ 8 s on the cpu backend.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import {
@@ -41,12 +41,12 @@ const ref: {
 } = JSON.parse(await Deno.readTextFile(new URL("./fixtures/inception_parity.json", import.meta.url)));
 
 // Single-threaded wasm: the threaded start (initBackend → lib/wasm_threads.ts) sometimes hangs on a busy machine.
-assert.ok(await tf.setBackend("wasm"));
+assert(await tf.setBackend("wasm"));
 const weights = syntheticInceptionStateDict();
 
 /** max |a − e| / max |e|: the error relative to the output's scale (near-zero entries make elementwise useless). */
 function relDiff(a: ArrayLike<number>, e: ArrayLike<number>) {
-  assert.equal(a.length, e.length);
+  assertEquals(a.length, e.length);
   let d = 0, s = 0;
   for (let i = 0; i < e.length; i++) {
     d = Math.max(d, Math.abs(a[i] - e[i]));
@@ -61,38 +61,38 @@ async function runCase(net: FidInception, c: NetCase) {
   const [n, h, w] = c.shape;
   const x = tf.tensor4d(syntheticImages(n, h, w, c.name), c.shape);
   const { pool3, logits } = net.features(x);
-  assert.deepEqual(pool3.shape, [n, POOL3_DIM]);
-  assert.deepEqual(logits.shape, [n, LOGITS_DIM]);
+  assertEquals(pool3.shape, [n, POOL3_DIM]);
+  assertEquals(logits.shape, [n, LOGITS_DIM]);
   const out = { pool3: await pool3.data(), logits: await logits.data() };
   tf.dispose([x, pool3, logits]);
   return out;
 }
 
 Deno.test("parameter names, order and shapes are the PyTorch network's state dict (23.9M values)", () => {
-  assert.deepEqual(INCEPTION_PARAM_SPECS.map((s) => ({ name: s.name, shape: s.shape })), ref.params);
-  assert.equal(
+  assertEquals(INCEPTION_PARAM_SPECS.map((s) => ({ name: s.name, shape: s.shape })), ref.params);
+  assertEquals(
     INCEPTION_PARAM_SPECS.reduce((a, s) => a + s.shape.reduce((p, q) => p * q, 1), 0),
     ref.param_count,
   );
-  assert.equal(ref.param_count, 23_885_392);
+  assertEquals(ref.param_count, 23_885_392);
 });
 
 Deno.test("the synthetic weights are the reference's, bit for bit (first values, sums)", () => {
-  assert.equal(ref.spot.length, 5);
+  assertEquals(ref.spot.length, 5);
   for (const { name, first, sum } of ref.spot) {
     const data = weights.get(name)!.data;
-    assert.deepEqual([...data.subarray(0, first.length)], first, name);
+    assertEquals([...data.subarray(0, first.length)], first, name);
     let total = 0;
     for (const v of data) total += v;
-    assert.ok(Math.abs(total - sum) <= 1e-9 * data.length, `${name}: sum ${total}, reference ${sum}`);
+    assert(Math.abs(total - sum) <= 1e-9 * data.length, `${name}: sum ${total}, reference ${sum}`);
   }
   const v = weights.get("Mixed_7c.branch_pool.bn.running_var")!.data;
-  assert.ok(v.every((x) => x >= 0.5 && x < 1.5));
+  assert(v.every((x) => x >= 0.5 && x < 1.5));
 });
 
 Deno.test("pool_3 and logits match PyTorch (32×32 inputs resized to 299, and one 299×299), BN folded", async () => {
   const net = FidInception.fromStateDict(weights);
-  assert.equal(net.foldedBatchNorm, true);
+  assertEquals(net.foldedBatchNorm, true);
   const before = tf.memory().numTensors;
   for (const c of ref.cases) {
     const out = await runCase(net, c);
@@ -102,21 +102,21 @@ Deno.test("pool_3 and logits match PyTorch (32×32 inputs resized to 299, and on
         dl.toExponential(2)
       }`,
     );
-    assert.ok(dp <= TOL && dl <= TOL, `${c.name}: pool3 ${dp}, logits ${dl} > ${TOL}`);
+    assert(dp <= TOL && dl <= TOL, `${c.name}: pool3 ${dp}, logits ${dl} > ${TOL}`);
   }
-  assert.equal(tf.memory().numTensors, before, "features leaks no tensors");
+  assertEquals(tf.memory().numTensors, before, "features leaks no tensors");
   net.dispose();
-  assert.throws(() => net.features(tf.zeros([1, 8, 8, 3])), /after dispose/);
+  assertThrows(() => net.features(tf.zeros([1, 8, 8, 3])), Error, "after dispose");
 });
 
 Deno.test("BatchNorm folded and applied explicitly agree, and both match PyTorch", async () => {
   const c = ref.cases.find((c) => c.shape[1] === 299)!;
   const folded = FidInception.fromStateDict(weights);
   const explicit = inceptionFromStateDict(weights, { foldBatchNorm: false });
-  assert.equal(explicit.foldedBatchNorm, false);
+  assertEquals(explicit.foldedBatchNorm, false);
   const a = await runCase(folded, c), b = await runCase(explicit, c);
-  assert.ok(relDiff(b.pool3, c.pool3) <= TOL && relDiff(b.logits, c.logits) <= TOL);
-  assert.ok(relDiff(a.pool3, b.pool3) <= TOL && relDiff(a.logits, b.logits) <= TOL);
+  assert(relDiff(b.pool3, c.pool3) <= TOL && relDiff(b.logits, c.logits) <= TOL);
+  assert(relDiff(a.pool3, b.pool3) <= TOL && relDiff(a.logits, b.logits) <= TOL);
   folded.dispose();
   explicit.dispose();
 });
@@ -129,9 +129,12 @@ Deno.test("int32 images give the float32 result; bad images are refused", async 
   const a = net.features(f), b = net.features(i);
   await assertClose(b.pool3, a.pool3, { atol: 0, rtol: 0 });
   await assertClose(b.logits, a.logits, { atol: 0, rtol: 0 });
-  assert.throws(() => net.features(tf.zeros([1, 8, 8, 1]) as tf.Tensor4D), /\[N, H, W, 3\].*\[1, 8, 8, 1\]/);
-  assert.throws(() => net.features(tf.zeros([8, 8, 3]) as unknown as tf.Tensor4D), /\[N, H, W, 3\]/);
-  assert.throws(() => net.features(tf.zeros([1, 8, 8, 3], "bool")), /float32 or int32/);
+  assertMatch(
+    assertThrows(() => net.features(tf.zeros([1, 8, 8, 1]) as tf.Tensor4D), Error).message,
+    /\[N, H, W, 3\].*\[1, 8, 8, 1\]/,
+  );
+  assertThrows(() => net.features(tf.zeros([8, 8, 3]) as unknown as tf.Tensor4D), Error, "[N, H, W, 3]");
+  assertThrows(() => net.features(tf.zeros([1, 8, 8, 3], "bool")), Error, "float32 or int32");
   tf.dispose([f, i, a.pool3, a.logits, b.pool3, b.logits]);
   net.dispose();
 });
@@ -139,7 +142,7 @@ Deno.test("int32 images give the float32 result; bad images are refused", async 
 for (const backend of ["wasm", "cpu"]) {
   Deno.test(`bilinear resize matches F.interpolate(align_corners=False) on ${backend} (up, down, 32 → 299)`, async () => {
     const prev = tf.getBackend();
-    assert.ok(await tf.setBackend(backend));
+    assert(await tf.setBackend(backend));
     try {
       for (const c of ref.resize) {
         const [h, w] = c.in;
@@ -169,47 +172,62 @@ Deno.test("state dict errors name every problem: missing, shape, length, unexpec
     f(m);
     return () => FidInception.fromStateDict(m);
   };
-  assert.throws(
+  assertThrows(
     edit((m) => m.delete("Mixed_6b.branch7x7dbl_3.bn.running_var")),
-    /1 missing: Mixed_6b\.branch7x7dbl_3\.bn\.running_var/,
+    Error,
+    "1 missing: Mixed_6b.branch7x7dbl_3.bn.running_var",
   );
-  assert.throws(
+  assertThrows(
     edit((m) =>
       m.set("Mixed_5b.branch5x5_2.conv.weight", {
         shape: [64, 48, 3, 3],
         data: new Float32Array(64 * 48 * 9),
       })
     ),
-    /Mixed_5b\.branch5x5_2\.conv\.weight: shape \[64, 48, 3, 3\], expected \[64, 48, 5, 5\]/,
+    Error,
+    "Mixed_5b.branch5x5_2.conv.weight: shape [64, 48, 3, 3], expected [64, 48, 5, 5]",
   );
-  assert.throws(
+  assertThrows(
     edit((m) => m.set("fc.bias", { shape: [1008], data: new Float32Array(1000) })),
-    /fc\.bias: 1000 values for shape \[1008\]/,
+    Error,
+    "fc.bias: 1000 values for shape [1008]",
   );
-  assert.throws(
+  assertThrows(
     edit((m) => m.set("AuxLogits.fc.weight", { shape: [1000, 768], data: new Float32Array(768000) })),
-    /1 unexpected: AuxLogits\.fc\.weight/,
+    Error,
+    "1 unexpected: AuxLogits.fc.weight",
   );
   // Several problems at once: all listed in one error.
-  assert.throws(
-    edit((m) => {
-      m.delete("fc.weight");
-      m.set("Conv2d_1a_3x3.bn.bias", { shape: [31], data: new Float32Array(31) });
-    }),
-    (e: Error) =>
+  {
+    const e = assertThrows(
+      edit((m) => {
+        m.delete("fc.weight");
+        m.set("Conv2d_1a_3x3.bn.bias", { shape: [31], data: new Float32Array(31) });
+      }),
+      Error,
+    );
+    assert(
       /Conv2d_1a_3x3\.bn\.bias: shape \[31\]/.test(e.message) && /1 missing: fc\.weight/.test(e.message),
-  );
+      e.message,
+    );
+  }
   // A DataParallel-style prefix: everything missing, everything unexpected, and a hint.
-  assert.throws(() => {
-    const m = new Map([...weights].map(([k, v]) => [`module.${k}`, v]));
-    FidInception.fromStateDict(m);
-  }, /prefix such as "module\."[^]*472 missing[^]*472 unexpected/);
+  assertMatch(
+    assertThrows(() => {
+      const m = new Map([...weights].map(([k, v]) => [`module.${k}`, v]));
+      FidInception.fromStateDict(m);
+    }, Error).message,
+    /prefix such as "module\."[^]*472 missing[^]*472 unexpected/,
+  );
   // torchvision's ImageNet network has the same layer names: said so.
-  assert.throws(
-    edit((m) => {
-      m.set("fc.weight", { shape: [1000, 2048], data: new Float32Array(2048000) });
-      m.set("fc.bias", { shape: [1000], data: new Float32Array(1000) });
-    }),
+  assertMatch(
+    assertThrows(
+      edit((m) => {
+        m.set("fc.weight", { shape: [1000, 2048], data: new Float32Array(2048000) });
+        m.set("fc.bias", { shape: [1000], data: new Float32Array(1000) });
+      }),
+      Error,
+    ).message,
     /torchvision's ImageNet Inception-v3[^]*fc\.weight: shape \[1000, 2048\], expected \[1008, 2048\]/,
   );
   // BatchNorm's num_batches_tracked buffers are part of a torch state dict: accepted and ignored.
@@ -217,10 +235,11 @@ Deno.test("state dict errors name every problem: missing, shape, length, unexpec
     m.set("Mixed_7c.branch_pool.bn.num_batches_tracked", { shape: [], data: new Float32Array(1) })
   )()
     .dispose();
-  assert.throws(
+  assertThrows(
     edit((m) =>
       m.set("Mixed_7c.branch_nope.bn.num_batches_tracked", { shape: [], data: new Float32Array(1) })
     ),
-    /1 unexpected: Mixed_7c\.branch_nope/,
+    Error,
+    "1 unexpected: Mixed_7c.branch_nope",
   );
 });

@@ -1,6 +1,6 @@
 // Every layer type: its gradient against central finite differences (on tiny sizes, cpu backend), and the FIR
 // resampling against the depthwise (transposed) convolution that defines it.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertNotEquals, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { ResBlock, type ResBlockOptions } from "../lib/nn/blocks.ts";
 import {
@@ -66,7 +66,7 @@ async function gradCheck(
     for (let i = 0; i < all.length; i++) analytic += (await tf.sum(tf.mul(grads[i], v[i])).data())[0];
     const what = only < 0 ? "all inputs" : only === 0 ? "x" : names[only - 1];
     const tol = 2e-3 * Math.max(1, Math.abs(numeric));
-    assert.ok(
+    assert(
       Math.abs(numeric - analytic) <= tol,
       `${name}, direction over ${what}: autodiff ${analytic} vs finite difference ${numeric}`,
     );
@@ -107,8 +107,8 @@ for (const [label, o] of convCases) {
     const x = randn([2, 6, 6, 3], rng);
     const p = randomParams(s, rng);
     const y = layer.apply(p, x as tf.Tensor4D);
-    assert.deepEqual(y.shape, [2, ...layer.outResolution, cout]);
-    assert.deepEqual(layer.outResolution, o.up ? [12, 12] : o.down ? [3, 3] : [6, 6]);
+    assertEquals(y.shape, [2, ...layer.outResolution, cout]);
+    assertEquals(layer.outResolution, o.up ? [12, 12] : o.down ? [3, 3] : [6, 6]);
     await gradCheck(`conv ${label}`, (xx, pp) => layer.apply(pp, xx as tf.Tensor4D), x, p, 4);
   });
 }
@@ -116,7 +116,7 @@ for (const [label, o] of convCases) {
 Deno.test("GroupNorm: gradient = finite differences; normalizes each group", async () => {
   const s = Scope.root();
   const layer = new GroupNorm(s.child("n"), 8, [4, 4], 1e-5);
-  assert.equal(layer.groups, 2); // min(32, 8/4)
+  assertEquals(layer.groups, 2); // min(32, 8/4)
   const rng = Rng.seeded(5);
   const x = tf.add(tf.mul(randn([2, 4, 4, 8], rng), 3), 1);
   const plain = layer.apply(initParams(s.specs, 0), x as tf.Tensor4D).reshape([2, 16, 2, 4]);
@@ -148,7 +148,7 @@ Deno.test("SelfAttention attends across positions: one position's change moves e
   const bump = tf.mul(tf.oneHot(tf.tensor1d([0], "int32"), 9).reshape([1, 3, 3, 1]), 5);
   const d = tf.abs(tf.sub(layer.apply(p, tf.add(x, bump) as tf.Tensor4D), layer.apply(p, x as tf.Tensor4D)));
   const perPosition = tf.max(d.reshape([9, 8]), 1).arraySync() as number[];
-  assert.ok(perPosition.every((v) => v > 1e-4), `positions not affected: ${perPosition}`);
+  assert(perPosition.every((v) => v > 1e-4), `positions not affected: ${perPosition}`);
 });
 
 const BLOCK: ResBlockOptions = {
@@ -191,7 +191,7 @@ for (const [label, o, cout] of blockCases) {
     const x = randn([2, 4, 4, 4], rng);
     const p = randomParams(s, rng);
     const y = block.apply(p, x as tf.Tensor4D, emb, { training: false });
-    assert.deepEqual(y.shape, [2, ...block.outResolution, cout]);
+    assertEquals(y.shape, [2, ...block.outResolution, cout]);
     await gradCheck(
       `block ${label}`,
       (xx, pp) => block.apply(pp, xx as tf.Tensor4D, emb, { training: false }),
@@ -209,20 +209,20 @@ Deno.test("Dropout: the same seed gives the same mask, a gradient through the ke
   const x = tf.ones([4, 64]);
   const ctx: ForwardContext = { training: true, dropoutSeed: 42 };
   const ya = await a.apply(x, ctx).data();
-  assert.deepEqual(await a.apply(x, ctx).data(), ya, "same step seed, same layer: same mask");
-  assert.notDeepEqual(await a.apply(x, { training: true, dropoutSeed: 43 }).data(), ya, "another step seed");
-  assert.notDeepEqual(await b.apply(x, ctx).data(), ya, "another layer in the same step");
+  assertEquals(await a.apply(x, ctx).data(), ya, "same step seed, same layer: same mask");
+  assertNotEquals(await a.apply(x, { training: true, dropoutSeed: 43 }).data(), ya, "another step seed");
+  assertNotEquals(await b.apply(x, ctx).data(), ya, "another layer in the same step");
   const kept = ya.filter((v) => v !== 0);
-  assert.ok(kept.every((v) => Math.abs(v - 1 / 0.7) < 1e-6), "kept units are scaled by 1/(1 − rate)");
-  assert.ok(
+  assert(kept.every((v) => Math.abs(v - 1 / 0.7) < 1e-6), "kept units are scaled by 1/(1 − rate)");
+  assert(
     Math.abs(1 - kept.length / ya.length - 0.3) < 0.1,
     `dropped fraction ${1 - kept.length / ya.length}`,
   );
-  assert.deepEqual(await a.apply(x, { training: false }).data(), await x.data(), "no dropout in evaluation");
-  assert.throws(() => a.apply(x, { training: true }), /dropoutSeed/);
+  assertEquals(await a.apply(x, { training: false }).data(), await x.data(), "no dropout in evaluation");
+  assertThrows(() => a.apply(x, { training: true }), Error, "dropoutSeed");
   const g = await tf.grad((xx: tf.Tensor) => tf.sum(a.apply(xx, ctx)))(x).data();
-  assert.deepEqual(g, ya, "gradient = mask");
-  assert.deepEqual(await dropoutMask([4, 64], 0.3, 5).data(), await dropoutMask([4, 64], 0.3, 5).data());
+  assertEquals(g, ya, "gradient = mask");
+  assertEquals(await dropoutMask([4, 64], 0.3, 5).data(), await dropoutMask([4, 64], 0.3, 5).data());
 });
 
 Deno.test("FIR [1,3,3,1] down/up equal EDM's depthwise (transposed) convolutions", async () => {

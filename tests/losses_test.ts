@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import {
   type ConsistencyFn,
@@ -17,19 +17,19 @@ import { REF } from "./reference.ts";
 await tf.setBackend("cpu");
 
 Deno.test("pseudoHuberC: 0.00054·√d (CIFAR-10: 0.029930, the paper's 0.03)", () => {
-  assert.ok(Math.abs(pseudoHuberC(3072) - 0.02992983795479) < 1e-13);
-  assert.ok(Math.abs(pseudoHuberC(3 * 64 * 64) - 0.05985967590958) < 1e-13);
-  assert.throws(() => pseudoHuberC(0), /> 0/);
+  assert(Math.abs(pseudoHuberC(3072) - 0.02992983795479) < 1e-13);
+  assert(Math.abs(pseudoHuberC(3 * 64 * 64) - 0.05985967590958) < 1e-13);
+  assertThrows(() => pseudoHuberC(0), Error, "> 0");
 });
 
 Deno.test("squaredL2 and pseudoHuber: per sample over the whole sample, match numpy", async () => {
   const x = tf.tensor(REF.metric_x, REF.metric_shape);
   const y = tf.tensor(REF.metric_y, REF.metric_shape);
   const sq = squaredL2(x, y);
-  assert.deepEqual(sq.shape, [3]);
+  assertEquals(sq.shape, [3]);
   await assertClose(sq, REF.squared_l2, { atol: 1e-7, rtol: 1e-5 });
   const ph = pseudoHuber(x, y, REF.metric_c);
-  assert.deepEqual(ph.shape, [3]);
+  assertEquals(ph.shape, [3]);
   await assertClose(ph, REF.pseudo_huber, { atol: 1e-9, rtol: 1e-5 });
 });
 
@@ -42,8 +42,8 @@ Deno.test("pseudoHuber ≈ ‖x−y‖²/(2c) for tiny and ≈ ‖x−y‖ − c
   await assertClose(pseudoHuber(large, zeros, c), [100 - c, 50 - c], { atol: 0, rtol: 1e-6 });
   // Whole-sample, not element-wise: an element-wise Pseudo-Huber of [30, 40] would be 70 − 2c.
   const [, second] = await pseudoHuber(large, zeros, c).data();
-  assert.ok(Math.abs(second - (70 - 2 * c)) > 19);
-  assert.throws(() => pseudoHuber(tiny, zeros, 0), /c must be > 0/);
+  assert(Math.abs(second - (70 - 2 * c)) > 19);
+  assertThrows(() => pseudoHuber(tiny, zeros, 0), Error, "c must be > 0");
 });
 
 Deno.test("stopGradient: identity forward, zero gradient", async () => {
@@ -98,18 +98,19 @@ Deno.test("ctLoss (Eq. 5): equals a hand computation; gradients reach the studen
   const h = 1e-6;
   const expectedGrad = (lossAt(0.8 + h, 0.8) - lossAt(0.8 - h, 0.8)) / (2 * h);
   const bothGrad = (lossAt(0.8 + h, 0.8 + h) - lossAt(0.8 - h, 0.8 - h)) / (2 * h);
-  assert.ok(Math.abs(expectedGrad - bothGrad) > 1e-3, "the test distinguishes stopgrad from none");
+  assert(Math.abs(expectedGrad - bothGrad) > 1e-3, "the test distinguishes stopgrad from none");
   const { grads } = tf.variableGrads(() => ctLoss(inputs), [w]);
   await assertClose(grads[w.name], expectedGrad, { atol: 1e-5, rtol: 1e-4 });
-  assert.throws(() => ctLoss({ ...inputs, lambda: new Float64Array([1]) }), /lambda has 1 entries/);
+  assertThrows(() => ctLoss({ ...inputs, lambda: new Float64Array([1]) }), Error, "lambda has 1 entries");
   // The teacher's output computed first, outside the tape (how training runs it): same loss, same gradient.
   const fTeacher = teacherOutput(inputs.teacher as ConsistencyFn, inputs.x, inputs.z, inputs.sigmaLo);
   await assertClose(ctLoss({ ...inputs, teacher: fTeacher }), loss, { atol: 0, rtol: 0 });
   const pre = tf.variableGrads(() => ctLoss({ ...inputs, teacher: fTeacher }), [w]);
   await assertClose(pre.grads[w.name], grads[w.name], { atol: 0, rtol: 0 });
-  assert.throws(
+  assertThrows(
     () => ctLoss({ ...inputs, teacher: tf.zeros([1, 1]) }),
-    /teacher output \[1,1\] does not match/,
+    Error,
+    "teacher output [1,1] does not match",
   );
 });
 

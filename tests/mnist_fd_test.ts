@@ -2,7 +2,7 @@
 // above chance after a short training), training is deterministic, the cache round-trips and refuses what is
 // not a classifier, and the distance orders what it should: same images 0 < other real digits < noisy digits
 // < noise. On single-threaded wasm with the kit's training kernels, on the first few thousand images.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { type Dataset, loadDataset } from "../lib/data/index.ts";
@@ -29,7 +29,7 @@ import { assertClose } from "../lib/testing.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 
 registerWasmTrainingKernels();
-const useWasm = async () => assert.ok(await tf.setBackend("wasm"));
+const useWasm = async () => assert(await tf.setBackend("wasm"));
 
 const mnist = { dataset: "mnist" as const, flip: false };
 const train = await loadDataset(mnist, "train");
@@ -49,19 +49,19 @@ Deno.test("a short training learns: test accuracy far above chance, and the file
   const before = await evaluateClassifier(p0, firstSamples(test, 1000));
   disposeParams(p0);
   const r = await sharedClassifier();
-  assert.equal(r.trained, true);
-  assert.deepEqual({ ...r.info, testAccuracy: 0 }, {
+  assertEquals(r.trained, true);
+  assertEquals({ ...r.info, testAccuracy: 0 }, {
     dataset: "mnist",
     testAccuracy: 0,
     epochs: 2,
     trainImages: 3000,
     seed: 0,
   });
-  assert.ok(before.accuracy < 0.3, `untrained accuracy ${before.accuracy}`);
-  assert.ok(r.info.testAccuracy > 0.8, `trained test accuracy ${r.info.testAccuracy} (10,000 test images)`);
+  assert(before.accuracy < 0.3, `untrained accuracy ${before.accuracy}`);
+  assert(r.info.testAccuracy > 0.8, `trained test accuracy ${r.info.testAccuracy} (10,000 test images)`);
   const again = await ensureClassifier("mnist", { path });
-  assert.equal(again.trained, false, "a cached classifier is not trained again");
-  assert.equal(again.info.testAccuracy, r.info.testAccuracy);
+  assertEquals(again.trained, false, "a cached classifier is not trained again");
+  assertEquals(again.info.testAccuracy, r.info.testAccuracy);
 });
 
 Deno.test("training is deterministic: the same seed gives bit-identical weights", async () => {
@@ -70,11 +70,11 @@ Deno.test("training is deterministic: the same seed gives bit-identical weights"
   const a = await trainClassifier(small, { epochs: 1, batch: 64, seed: 3 });
   const b = await trainClassifier(small, { epochs: 1, batch: 64, seed: 3 });
   const c = await trainClassifier(small, { epochs: 1, batch: 64, seed: 4 });
-  assert.equal(a.steps, 4);
+  assertEquals(a.steps, 4);
   for (const [name, t] of a.params) {
-    assert.deepEqual(t.dataSync(), b.params.get(name)!.dataSync(), name);
+    assertEquals(t.dataSync(), b.params.get(name)!.dataSync(), name);
   }
-  assert.notDeepEqual(a.params.get("hidden.weight")!.dataSync(), c.params.get("hidden.weight")!.dataSync());
+  assertNotEquals(a.params.get("hidden.weight")!.dataSync(), c.params.get("hidden.weight")!.dataSync());
   [a, b, c].forEach((r) => disposeParams(r.params));
 });
 
@@ -82,9 +82,9 @@ Deno.test("MNIST-FD orders images: same 0 < other digits < noisy digits < noise;
   await useWasm();
   await sharedClassifier();
   const net = await loadProxy("mnist", path);
-  assert.equal(net.metric, "MNIST-FD");
-  assert.match(net.caveat!, /NOT comparable to FID/);
-  assert.match(net.weights, /^mnist classifier sha256:[0-9a-f]{16} \(test accuracy \d+\.\d\d%\)$/);
+  assertEquals(net.metric, "MNIST-FD");
+  assertMatch(net.caveat!, /NOT comparable to FID/);
+  assertMatch(net.weights, /^mnist classifier sha256:[0-9a-f]{16} \(test accuracy \d+\.\d\d%\)$/);
   const n = 500;
   const digits = (data: Dataset, offset: number) =>
     data.get(Array.from({ length: n }, (_, i) => offset + i)).x;
@@ -100,7 +100,7 @@ Deno.test("MNIST-FD orders images: same 0 < other digits < noisy digits < noise;
   const blurred = await fd(noisy);
   const random = await fd(noise);
   await assertClose(same, 0, { atol: 1e-6, message: "the same images" });
-  assert.ok(other > 1e-3 && other < blurred && blurred < random, `0 < ${other} < ${blurred} < ${random}`);
+  assert(other > 1e-3 && other < blurred && blurred < random, `0 < ${other} < ${blurred} < ${random}`);
   net.dispose();
 });
 
@@ -111,27 +111,27 @@ Deno.test("features: a dataset source and an array source of the same images agr
   const fromData = await computeFeatures(net, await datasetSource(mnist, "test", 64), { batch: 25 });
   const x = test.get(Array.from({ length: 64 }, (_, i) => i)).x;
   const fromArray = await computeFeatures(net, arraySource("array", x, [28, 28, 1]), { batch: 64 });
-  assert.equal(fromData.count, 64);
+  assertEquals(fromData.count, 64);
   await assertClose(fromArray.stats.mean(), fromData.stats.mean(), { atol: 1e-9 });
   await assertClose(fromArray.stats.covariance(), fromData.stats.covariance(), { atol: 1e-9 });
   const cifarLike = tf.zeros([2, 32, 32, 3]) as tf.Tensor4D;
-  assert.throws(() => net.features(cifarLike), /28×28 grayscale .*use FID/);
+  assertMatch(assertThrows(() => net.features(cifarLike), Error).message, /28×28 grayscale .*use FID/);
   cifarLike.dispose();
   net.dispose();
 });
 
 Deno.test("the cache: missing names the task, a file of another kind or dataset is refused", async () => {
-  await assert.rejects(
-    loadClassifier("mnist", `${dir}/none.safetensors`),
+  assertMatch(
+    (await assertRejects(() => loadClassifier("mnist", `${dir}/none.safetensors`), Error)).message,
     /no mnist classifier .*deno task data:mnist-classifier --data mnist/,
   );
-  await assert.rejects(loadProxy("fashion-mnist", path), /not a fashion-mnist classifier/);
+  await assertRejects(() => loadProxy("fashion-mnist", path), Error, "not a fashion-mnist classifier");
   const other = `${dir}/other.safetensors`;
   await writeSafetensors(other, new Map([["x", { dtype: "F32", shape: [1], data: new Float32Array(1) }]]));
-  await assert.rejects(
-    loadClassifier("mnist", other),
+  assertMatch(
+    (await assertRejects(() => loadClassifier("mnist", other), Error)).message,
     /not a mnist classifier .*deno task data:mnist-classifier/,
   );
-  assert.match(classifierPath("fashion-mnist"), /data\/classifiers\/fashion-mnist-classifier\.safetensors$/);
-  assert.throws(() => firstSamples(train, 0), /whole number/);
+  assertMatch(classifierPath("fashion-mnist"), /data\/classifiers\/fashion-mnist-classifier\.safetensors$/);
+  assertThrows(() => firstSamples(train, 0), Error, "whole number");
 });

@@ -1,7 +1,7 @@
 // The tiny NCSN++ and ADM give the same outputs and gradients on the cpu, wasm and (where an adapter exists)
 // webgpu backends (wasm's conv gradients come from lib/wasm_kernels.ts), and the same outputs as the
 // independent PyTorch implementation (tests/reference/networks_reference.py, whose outputs are committed).
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "@std/assert";
 import "@tensorflow/tfjs-backend-wasm";
 import { readSafetensors } from "../lib/checkpoint.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
@@ -56,12 +56,12 @@ Deno.test("tiny NCSN++ and ADM match the PyTorch reference implementation", asyn
     // The reference ran on the committed inputs; they must still be what tiny_networks.ts makes.
     const stale =
       "tests/fixtures are stale: rerun tests/reference/make_network_fixture.ts and networks_reference.py";
-    assert.deepEqual(inputs.get(`${c.name}/x`)?.data, c.x, stale);
+    assertEquals(inputs.get(`${c.name}/x`)?.data, c.x, stale);
     for (const [name, v] of c.values) {
-      assert.deepEqual(inputs.get(`${c.name}/params/${name}`)?.data, v, stale);
+      assertEquals(inputs.get(`${c.name}/params/${name}`)?.data, v, stale);
     }
     const torchOut = tensors.get(`${c.name}/out`);
-    assert.ok(torchOut, `${c.name}/out missing from ${fixture}`);
+    assert(torchOut, `${c.name}/out missing from ${fixture}`);
     const { out } = await run("cpu", c, false);
     const scale = Math.max(...(torchOut.data as Float32Array).map(Math.abs));
     await assertClose(out, torchOut.data as Float32Array, {

@@ -1,6 +1,6 @@
 // The networks: the paper configs' sizes (counted from shapes, nothing allocated), output shapes, the
 // boundary condition of the consistency model, shared dropout masks, input errors.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import { ADM_IMAGENET64, buildNetwork, modelConfig, MODELS } from "../lib/models/index.ts";
@@ -28,8 +28,8 @@ for (const [name, params, flops] of PAPER) {
   Deno.test(`${name}: ${params / 1e6}M parameters and ${flops / 1e9} GFLOP per image, within 0.1%`, () => {
     const net = buildNetwork(modelConfig(name));
     const n = countParams(net.specs);
-    assert.ok(Math.abs(n / params - 1) < 1e-3, `${name}: ${n} parameters, paper ${params}`);
-    assert.ok(Math.abs(net.cost.flops / flops - 1) < 1e-3, `${name}: ${net.cost.flops} FLOP, paper ${flops}`);
+    assert(Math.abs(n / params - 1) < 1e-3, `${name}: ${n} parameters, paper ${params}`);
+    assert(Math.abs(net.cost.flops / flops - 1) < 1e-3, `${name}: ${net.cost.flops} FLOP, paper ${flops}`);
   });
 }
 
@@ -37,7 +37,7 @@ Deno.test("exact parameter counts (a regression guard for the architectures)", (
   const counts = Object.fromEntries(
     PAPER.map(([name]) => [name, countParams(buildNetwork(modelConfig(name)).specs)]),
   );
-  assert.deepEqual(counts, {
+  assertEquals(counts, {
     "ncsnpp-cifar10": 56_395_523,
     "ncsnpp-cifar10-deep": 97_610_499,
     "adm-imagenet64": 295_899_267,
@@ -48,7 +48,7 @@ Deno.test("exact parameter counts (a regression guard for the architectures)", (
 Deno.test("small configs stay small (≤ 2M parameters)", () => {
   for (const name of ["ncsnpp-small-32", "ncsnpp-small-28", "mlp-2d"]) {
     const n = countParams(buildNetwork(modelConfig(name)).specs);
-    assert.ok(n <= 2e6, `${name} has ${n} parameters`);
+    assert(n <= 2e6, `${name} has ${n} parameters`);
   }
 });
 
@@ -60,7 +60,7 @@ Deno.test("ADM without scale-shift: each block's affine layer loses the shift ha
     (n, s) => n + (s.shape[0] + 1) * s.shape[1] / 2,
     0,
   );
-  assert.equal(countParams(withSS) - without, shifts);
+  assertEquals(countParams(withSS) - without, shifts);
 });
 
 Deno.test("every model maps [B, …sample] to the same shape; noise and labels change the output", () => {
@@ -72,17 +72,17 @@ Deno.test("every model maps [B, …sample] to the same shape; noise and labels c
     const labels = net.labelDim ? oneHotLabels([1, 2], net.labelDim) : undefined;
     const cNoise = net.embedding === "positional" ? [100, 100] : [0.5, 0.5];
     const y = net.apply(p, x, tf.tensor1d(cNoise), EVAL, labels);
-    assert.deepEqual(y.shape, x.shape, config.family);
+    assertEquals(y.shape, x.shape, config.family);
     if (config === TINY_ADM || config === TINY_NCSNPP || config.family === "mlp") {
       const other = net.apply(p, x, tf.tensor1d([cNoise[0], -3 * cNoise[1]]), EVAL, labels);
-      assert.ok(
+      assert(
         (tf.max(tf.abs(tf.sub(y, other))).arraySync() as number) > 1e-4,
         `${config.family}: c_noise has no effect`,
       );
     }
     if (labels) {
       const other = net.apply(p, x, tf.tensor1d(cNoise), EVAL, oneHotLabels([1, 3], net.labelDim));
-      assert.ok((tf.max(tf.abs(tf.sub(y, other))).arraySync() as number) > 1e-4, "labels have no effect");
+      assert((tf.max(tf.abs(tf.sub(y, other))).arraySync() as number) > 1e-4, "labels have no effect");
     }
   }
 });
@@ -96,9 +96,9 @@ Deno.test("f_θ(x, σ_min) = x exactly; f_θ(x, σ) ≠ x above σ_min", async (
     const x = tf.randomNormal([2, ...net.sampleShape], 0, 1, "float32", 6);
     const labels = net.labelDim ? oneHotLabels([0, 1], net.labelDim) : undefined;
     const f = model.apply(p, x, new Float64Array([SIGMA_MIN, SIGMA_MIN]), EVAL, labels);
-    assert.deepEqual(await f.data(), await x.data(), `${config.family}: boundary condition`);
+    assertEquals(await f.data(), await x.data(), `${config.family}: boundary condition`);
     const g = model.apply(p, x, new Float64Array([1, 1]), EVAL, labels);
-    assert.ok((tf.max(tf.abs(tf.sub(g, x))).arraySync() as number) > 1e-3);
+    assert((tf.max(tf.abs(tf.sub(g, x))).arraySync() as number) > 1e-3);
   }
 });
 
@@ -110,25 +110,29 @@ Deno.test("student and teacher of a step share dropout masks (same seed), other 
   const sigmas = new Float64Array([0.7, 3]);
   const step = (seed: number) => model.apply(p, x, sigmas, { training: true, dropoutSeed: seed }).data();
   const a = await step(100);
-  assert.deepEqual(await step(100), a, "same step seed → same masks → same output");
-  assert.notDeepEqual(await step(101), a, "another step's masks");
-  assert.notDeepEqual(await model.apply(p, x, sigmas, EVAL).data(), a, "dropout is active in training");
+  assertEquals(await step(100), a, "same step seed → same masks → same output");
+  assertNotEquals(await step(101), a, "another step's masks");
+  assertNotEquals(await model.apply(p, x, sigmas, EVAL).data(), a, "dropout is active in training");
 });
 
 Deno.test("bad inputs are refused with a message that says what was expected", () => {
   const net = buildNetwork(TINY_ADM);
   const p = initParams(net.specs, 0);
   const x = tf.zeros([2, 16, 16, 3]);
-  assert.throws(() => net.apply(p, x, tf.zeros([2]), EVAL), /class-conditional \(10 classes\)/);
-  assert.throws(() => net.apply(p, tf.zeros([2, 8, 8, 3]), tf.zeros([2]), EVAL), /takes \[16,16,3\]/);
-  assert.throws(() => net.apply(p, x, tf.zeros([3]), EVAL, oneHotLabels([0, 1], 10)), /2 samples but 3/);
-  assert.throws(() => oneHotLabels([10], 10), /not in 0..9/);
-  assert.throws(() => modelConfig("ncsnpp"), /use one of ncsnpp-cifar10/);
-  assert.throws(() => buildNetwork({ ...TINY_NCSNPP, resolution: 15 }), /divisible by 2/);
+  assertThrows(() => net.apply(p, x, tf.zeros([2]), EVAL), Error, "class-conditional (10 classes)");
+  assertThrows(() => net.apply(p, tf.zeros([2, 8, 8, 3]), tf.zeros([2]), EVAL), Error, "takes [16,16,3]");
+  assertThrows(
+    () => net.apply(p, x, tf.zeros([3]), EVAL, oneHotLabels([0, 1], 10)),
+    Error,
+    "2 samples but 3",
+  );
+  assertMatch(assertThrows(() => oneHotLabels([10], 10), Error).message, /not in 0..9/);
+  assertThrows(() => modelConfig("ncsnpp"), Error, "use one of ncsnpp-cifar10");
+  assertThrows(() => buildNetwork({ ...TINY_NCSNPP, resolution: 15 }), Error, "divisible by 2");
   const missing = new Map(p);
   missing.delete("map_layer0.weight");
-  assert.throws(
-    () => net.apply(missing, x, tf.zeros([2]), EVAL, oneHotLabels([0, 1], 10)),
+  assertMatch(
+    assertThrows(() => net.apply(missing, x, tf.zeros([2]), EVAL, oneHotLabels([0, 1], 10)), Error).message,
     /map_layer0.weight is missing/,
   );
 });
@@ -139,21 +143,21 @@ Deno.test("initialization is deterministic per seed and follows EDM's modes", as
   const b = initParams(net.specs, 1);
   const c = initParams(net.specs, 2);
   const w = "enc.28x28_block0.conv0.weight";
-  assert.deepEqual(await a.get(w)!.data(), await b.get(w)!.data());
-  assert.notDeepEqual(await a.get(w)!.data(), await c.get(w)!.data());
+  assertEquals(await a.get(w)!.data(), await b.get(w)!.data());
+  assertNotEquals(await a.get(w)!.data(), await c.get(w)!.data());
   // xavier_uniform: bound √(6/(fan_in + fan_out)), fan = 32·9 each.
   const bound = Math.sqrt(6 / (2 * 32 * 9));
   const v = await a.get(w)!.data();
-  assert.ok(v.every((x) => Math.abs(x) <= bound) && Math.max(...v.map(Math.abs)) > 0.95 * bound);
-  assert.ok(
+  assert(v.every((x) => Math.abs(x) <= bound) && Math.max(...v.map(Math.abs)) > 0.95 * bound);
+  assert(
     Math.max(...(await a.get("dec.28x28_aux_conv.weight")!.data()).map(Math.abs)) < 1e-4,
     "init_zero: 1e-5 gain",
   );
   await assertClose(a.get("enc.28x28_block0.norm0.weight")!, tf.ones([32]), { atol: 0 });
   const freqs = await a.get("map_noise.freqs")!.data(); // N(0, 0.02²), not trained
-  assert.ok(freqs.every((f) => Math.abs(f) < 0.12) && !(a.get("map_noise.freqs") instanceof tf.Variable));
+  assert(freqs.every((f) => Math.abs(f) < 0.12) && !(a.get("map_noise.freqs") instanceof tf.Variable));
 });
 
 Deno.test("every model in the registry builds", () => {
-  for (const name of Object.keys(MODELS)) assert.ok(buildNetwork(modelConfig(name)).specs.length > 0, name);
+  for (const name of Object.keys(MODELS)) assert(buildNetwork(modelConfig(name)).specs.length > 0, name);
 });

@@ -1,13 +1,13 @@
 // Executes every notebook in notebooks/ in real Jupyter with the Deno kernel; fails on any cell error
 // and on any showPlot(…) cell that produced no plot. Without Jupyter it fails and says how to install it.
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "@std/assert";
 import { checkJupyter, executeNotebook, listNotebooks } from "../lib/notebooks.ts";
 
 const dir = new URL("../notebooks", import.meta.url).pathname;
 const notebooks = await listNotebooks(dir);
 
 Deno.test("notebooks/ holds the kit's notebooks", () => {
-  assert.ok(notebooks.length >= 1, `no notebooks found in ${dir}`);
+  assert(notebooks.length >= 1, `no notebooks found in ${dir}`);
 });
 
 for (const path of notebooks) {
@@ -16,8 +16,8 @@ for (const path of notebooks) {
     const outDir = await Deno.makeTempDir({ prefix: "ict-notebooks-" });
     try {
       const r = await executeNotebook(path, outDir);
-      assert.deepEqual(r.missingPlots, [], `cells that should have shown a plot but did not`);
-      assert.ok(
+      assertEquals(r.missingPlots, [], `cells that should have shown a plot but did not`);
+      assert(
         r.plotCells >= 1 && r.plotsShown >= r.plotCells,
         `${r.plotsShown} plots for ${r.plotCells} cells`,
       );

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "@std/assert";
 import {
   exactConsistencyFunction,
   type GaussianMixture,
@@ -53,24 +53,24 @@ Deno.test("solvePfOde: one Gaussian has the closed form x(σ) = m + (x0 − m)·
   await assertClose(end, expected, { atol: 1e-6, rtol: 1e-6 });
   const seen: number[] = [];
   solvePfOde(g, x0, 80, 0.002, 8, (_x, s) => seen.push(s));
-  assert.equal(seen.length, 9);
-  assert.equal(seen[0], 80);
-  assert.equal(seen[8], 0.002);
+  assertEquals(seen.length, 9);
+  assertEquals(seen[0], 80);
+  assertEquals(seen[8], 0.002);
 });
 
 Deno.test("exactConsistencyFunction: f*(x, σ_min) = x; one-step from pure noise lands on the data", () => {
   const x = Float64Array.from([0.4, -0.2]);
-  assert.deepEqual(exactConsistencyFunction(twoModes, x, 0.002), x);
+  assertEquals(exactConsistencyFunction(twoModes, x, 0.002), x);
   const points: GaussianMixture = { dim: 1, means: [[-0.5], [0.5]], stds: [0, 0], weights: [1, 1] };
   const rng = Rng.seeded(3);
   const z = Float64Array.from({ length: 200 }, () => 80 * rng.normal());
   const out = exactConsistencyFunction(points, z, 80);
   let left = 0;
   for (const v of out) {
-    assert.ok(Math.abs(Math.abs(v) - 0.5) < 0.01, `sample ${v} is not on a data point`);
+    assert(Math.abs(Math.abs(v) - 0.5) < 0.01, `sample ${v} is not on a data point`);
     if (v < 0) left++;
   }
-  assert.ok(left > 70 && left < 130, `both modes are hit evenly (${left}/200 left)`);
+  assert(left > 70 && left < 130, `both modes are hit evenly (${left}/200 left)`);
 });
 
 Deno.test("sampleMixture: weights and widths are honoured", () => {
@@ -78,5 +78,5 @@ Deno.test("sampleMixture: weights and widths are honoured", () => {
   const pts = sampleMixture(twoModes, 20_000, () => rng.normal(), () => rng.uniform());
   let right = 0;
   for (let p = 0; p < 20_000; p++) if (pts[2 * p] > 0) right++;
-  assert.ok(Math.abs(right / 20_000 - 0.7) < 0.02, `right-mode share ${right / 20_000}`);
+  assert(Math.abs(right / 20_000 - 0.7) < 0.02, `right-mode share ${right / 20_000}`);
 });

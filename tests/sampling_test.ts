@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/rng.ts";
 import { sample, samplingSchedule, TWO_STEP_SIGMA } from "../lib/sampling.ts";
@@ -50,9 +50,9 @@ function replay(shape: number[], taus: number[], seed: number, sigmaMin = 0.002)
 /** Every call's input equals the replay's to float32 round-off, with every sample at the call's τ. */
 async function checkCalls(calls: { x: Float32Array; sigmas: number[] }[], shape: number[], taus: number[]) {
   const expected = replay(shape, taus, 7);
-  assert.equal(calls.length, taus.length, "one network call per noise level");
+  assertEquals(calls.length, taus.length, "one network call per noise level");
   for (const [i, call] of calls.entries()) {
-    assert.ok(call.sigmas.length === shape[0] && call.sigmas.every((s) => s === taus[i]), `σ's of call ${i}`);
+    assert(call.sigmas.length === shape[0] && call.sigmas.every((s) => s === taus[i]), `σ's of call ${i}`);
     await assertClose(call.x, expected[i], {
       atol: 1e-7,
       rtol: 2e-7,
@@ -64,7 +64,7 @@ async function checkCalls(calls: { x: Float32Array; sigmas: number[] }[], shape:
 Deno.test("sample: one step feeds σ_max·z at σ_max and returns f's output", async () => {
   const { f, calls } = recorder();
   const out = sample(f, [64, 2], samplingSchedule(1), Rng.seeded(7));
-  assert.deepEqual(out.shape, [64, 2]);
+  assertEquals(out.shape, [64, 2]);
   await checkCalls(calls, [64, 2], [80]);
   await assertClose(out, network(tf.tensor(calls[0].x, [64, 2]), new Array(64).fill(80)), {
     atol: 0,
@@ -96,19 +96,16 @@ Deno.test("sample: the re-noising std is √(τ² − σ_min²), also with anoth
   const v = calls[1];
   const std = Math.sqrt(v.reduce((a, b) => a + b * b, 0) / v.length);
   const expected = Math.sqrt(0.03 ** 2 - 0.01 ** 2);
-  assert.ok(
-    Math.abs(std / expected - 1) < 0.01,
-    `re-noise std ${std}, expected ${expected} (τ would be 0.03)`,
-  );
+  assert(Math.abs(std / expected - 1) < 0.01, `re-noise std ${std}, expected ${expected} (τ would be 0.03)`);
 });
 
 Deno.test("sample: reproducible from the seed; bad schedules refused", async () => {
   const identity = (x: SampleBatch) => tf.clone(x);
   const a = await sample(identity, [3, 2], [80, 0.821], Rng.seeded(5)).data();
   const b = await sample(identity, [3, 2], [80, 0.821], Rng.seeded(5)).data();
-  assert.deepEqual(a, b);
-  assert.throws(() => sample(identity, [1, 2], [80, 90], Rng.seeded(1)), /must descend/);
-  assert.throws(() => sample(identity, [1, 2], [], Rng.seeded(1)), /at least one/);
-  assert.deepEqual(samplingSchedule(3), Array.from(karrasSigmas(4)).reverse().slice(0, 3));
-  assert.throws(() => samplingSchedule(0), /integer >= 1/);
+  assertEquals(a, b);
+  assertThrows(() => sample(identity, [1, 2], [80, 90], Rng.seeded(1)), Error, "must descend");
+  assertThrows(() => sample(identity, [1, 2], [], Rng.seeded(1)), Error, "at least one");
+  assertEquals(samplingSchedule(3), Array.from(karrasSigmas(4)).reverse().slice(0, 3));
+  assertThrows(() => samplingSchedule(0), Error, "integer >= 1");
 });

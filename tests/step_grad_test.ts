@@ -6,7 +6,7 @@
 // `lossAndGrads`' gradient with central finite differences of L along random directions, one per parameter
 // tensor. A gradient with the student and teacher σ swapped, a teacher with other masks or without dropout,
 // or a teacher that gradients flow through, each gives a different derivative.
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import type { MlpConfig } from "../lib/models/mlp.ts";
@@ -168,13 +168,13 @@ async function checkGradient(
   const directions: [string, Map<string, tf.Tensor>][] = [];
   let i = 0;
   for (const [name, p] of trainableParams(params)) {
-    assert.ok(result.grads.has(name), `${opts.label}: no gradient for ${name}`);
+    assert(result.grads.has(name), `${opts.label}: no gradient for ${name}`);
     const rms = Math.sqrt((await tf.mean(tf.square(p)).data())[0]) || 1;
     const v = tf.tidy(() => tf.mul(tf.randomNormal(p.shape, 0, 1, "float32", rng.seed()), rms));
     all.set(name, v);
     if (opts.pick?.(i++) ?? true) directions.push([name, new Map([[name, v]])]);
   }
-  assert.equal(result.grads.size, all.size, `${opts.label}: one gradient per trainable tensor`);
+  assertEquals(result.grads.size, all.size, `${opts.label}: one gradient per trainable tensor`);
   directions.push(["all tensors at once", all]);
   const rows: { name: string; analytic: number; fd: number }[] = [];
   for (const [name, v] of directions) {
@@ -201,7 +201,7 @@ async function checkGradient(
   }
   for (const { name, analytic, fd } of rows) {
     const err = Math.abs(analytic - fd);
-    assert.ok(
+    assert(
       err <= opts.rtol * (Math.abs(fd) + 0.05 * scale),
       `${opts.label}: d/dε L(θ + ε·v) along ${name}: lossAndGrads gives ${analytic}, finite differences ` +
         `of Eq. 5 give ${fd} (|diff| ${err.toExponential(2)}, largest ${scale.toExponential(2)})`,
@@ -218,9 +218,9 @@ Deno.test("lossAndGrads' gradient = finite differences of Eq. 5 (MLP, dropout 0.
   const model = ConsistencyModel.fromConfig(c.model);
   const params = roughParams(model, 3, 0.3);
   const plan = planStep(c, 0, Rng.seeded(5));
-  assert.equal(plan.n, 11);
-  assert.equal(plan.teacherDropoutSeed, plan.studentDropoutSeed, "iCT shares the dropout masks");
-  assert.ok(new Set(plan.indices).size > 2, `pairs ${plan.indices}`);
+  assertEquals(plan.n, 11);
+  assertEquals(plan.teacherDropoutSeed, plan.studentDropoutSeed, "iCT shares the dropout masks");
+  assert(new Set(plan.indices).size > 2, `pairs ${plan.indices}`);
   const rng = Rng.seeded(7);
   const x = tf.tensor2d(Float32Array.from({ length: b * MLP.dim }, () => rng.normal() * 0.5), [b, MLP.dim]);
   const rows = await checkGradient(model, params, params, c, plan, x, {
@@ -228,15 +228,15 @@ Deno.test("lossAndGrads' gradient = finite differences of Eq. 5 (MLP, dropout 0.
     rtol: 2e-3,
     label: "mlp",
   });
-  assert.ok(rows.every((r) => Number.isFinite(r.fd)));
-  assert.ok(rows.filter((r) => Math.abs(r.fd) > 1e-3).length >= rows.length - 1, "non-trivial gradients");
+  assert(rows.every((r) => Number.isFinite(r.fd)));
+  assert(rows.filter((r) => Math.abs(r.fd) > 1e-3).length >= rows.length - 1, "non-trivial gradients");
   // Dropout matters here: the same step without dropout has another loss.
   const withDropout = await lossAndGrads(model, params, params, c, plan, { x });
   const plain = ConsistencyModel.fromConfig({ ...MLP, dropout: 0 });
   const noDropout = await lossAndGrads(plain, params, params, ictConfig({ ...MLP, dropout: 0 }, b), plan, {
     x,
   });
-  assert.ok(
+  assert(
     Math.abs(noDropout.loss - withDropout.loss) > 1e-2 * withDropout.loss,
     `dropout 0.3 changes the loss (${withDropout.loss} vs ${noDropout.loss})`,
   );
@@ -281,7 +281,7 @@ Deno.test("the teacher runs outside the gradient tape; the student inside it", a
   const network = model.network;
   const apply = network.apply.bind(network);
   network.apply = (p, ...rest) => {
-    assert.ok(p === params || p === teacherParams, "called with the step's parameters");
+    assert(p === params || p === teacherParams, "called with the step's parameters");
     calls.push({ teacher: p === teacherParams, tape: tf.engine().isTapeOn() });
     return apply(p, ...rest);
   };
@@ -290,9 +290,9 @@ Deno.test("the teacher runs outside the gradient tape; the student inside it", a
   const viaCopy = await lossAndGrads(model, params, teacherParams, c, plan, { x });
   const teacherCalls = calls.filter((k) => k.teacher);
   const studentCalls = calls.filter((k) => !k.teacher);
-  assert.ok(teacherCalls.length >= 1 && studentCalls.length >= 1, JSON.stringify(calls));
-  assert.ok(teacherCalls.every((k) => !k.tape), "the teacher's forward pass is not recorded for backprop");
-  assert.ok(studentCalls.every((k) => k.tape), "the student's forward pass is recorded");
+  assert(teacherCalls.length >= 1 && studentCalls.length >= 1, JSON.stringify(calls));
+  assert(teacherCalls.every((k) => !k.tape), "the teacher's forward pass is not recorded for backprop");
+  assert(studentCalls.every((k) => k.tape), "the student's forward pass is recorded");
   // The same step with θ⁻ the very same map as θ (iCT) gives the same loss and gradient.
   const same = await lossAndGrads(model, params, params, c, plan, { x });
   await assertClose(same.loss, viaCopy.loss, { atol: 0, rtol: 1e-7 });

@@ -1,6 +1,6 @@
 // The headless tasks as a user runs them (subprocesses): Ctrl-C saves a checkpoint and --resume continues it,
 // `sample` writes the .npz evaluators read and PNG grids, `demo` writes its report and images.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals } from "@std/assert";
 import { readNpz } from "../lib/data/npz.ts";
 import { readPng } from "../lib/images.ts";
 import { listCheckpoints } from "../lib/train/run.ts";
@@ -53,22 +53,22 @@ Deno.test("train: SIGINT saves a checkpoint and stops; --resume continues; other
     seen += new TextDecoder().decode(value);
   }
   const status = await child.status;
-  assert.equal(status.code, 0, seen.slice(-2000));
-  assert.match(seen, /signal received: saving a checkpoint/);
+  assertEquals(status.code, 0, seen.slice(-2000));
+  assertMatch(seen, /signal received: saving a checkpoint/);
   const [ck] = await listCheckpoints(dir);
-  assert.ok(ck && ck.step >= 20 && ck.step < 5000, `checkpoint at step ${ck?.step}`);
+  assert(ck && ck.step >= 20 && ck.step < 5000, `checkpoint at step ${ck?.step}`);
 
   const refused = await run("train.ts", ["--config", "toy2d", "--run", dir, "--resume", "--batch", "8"]);
-  assert.notEqual(refused.code, 0);
-  assert.match(refused.text, /only maxSteps.*Drop --batch/);
+  assertNotEquals(refused.code, 0);
+  assertMatch(refused.text, /only maxSteps.*Drop --batch/);
 
   const resumed = await run("train.ts", ["--run", dir, "--resume", "--max-steps", String(ck.step + 5)]);
-  assert.equal(resumed.code, 0, resumed.text.slice(-2000));
-  assert.match(resumed.text, new RegExp(`resuming toy2d .* from step ${ck.step} to ${ck.step + 5}`));
+  assertEquals(resumed.code, 0, resumed.text.slice(-2000));
+  assertMatch(resumed.text, new RegExp(`resuming toy2d .* from step ${ck.step} to ${ck.step + 5}`));
   const steps = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n").map((l) =>
     JSON.parse(l).step
   );
-  assert.deepEqual(
+  assertEquals(
     steps,
     Array.from({ length: ck.step + 5 }, (_, i) => i + 1),
     "one metrics line per step, no gap",
@@ -89,7 +89,7 @@ Deno.test("sample: an .npz of uint8 images and PNG grids from a run's newest che
     "--run",
     dir,
   ]);
-  assert.equal(trained.code, 0, trained.text.slice(-2000));
+  assertEquals(trained.code, 0, trained.text.slice(-2000));
   const s = await run("sample.ts", [
     "--run",
     dir,
@@ -102,19 +102,19 @@ Deno.test("sample: an .npz of uint8 images and PNG grids from a run's newest che
     "--out",
     `${dir}/s.npz`,
   ]);
-  assert.equal(s.code, 0, s.text.slice(-2000));
+  assertEquals(s.code, 0, s.text.slice(-2000));
   const npz = readNpz(`${dir}/s.npz`);
-  assert.deepEqual([...npz.keys()], ["arr_0"]);
-  assert.equal(npz.get("arr_0")!.dtype, "uint8");
-  assert.deepEqual(npz.get("arr_0")!.shape, [5, 28, 28, 1]);
+  assertEquals([...npz.keys()], ["arr_0"]);
+  assertEquals(npz.get("arr_0")!.dtype, "uint8");
+  assertEquals(npz.get("arr_0")!.shape, [5, 28, 28, 1]);
   const grid = await readPng(`${dir}/s-000.png`);
-  assert.equal(grid.channels, 1);
-  assert.ok(grid.width > 28 * 2 && grid.height > 28, `grid ${grid.width}×${grid.height}`);
+  assertEquals(grid.channels, 1);
+  assert(grid.width > 28 * 2 && grid.height > 28, `grid ${grid.width}×${grid.height}`);
   const bad = await run("sample.ts", ["--run", dir, "--class", "3"]);
-  assert.notEqual(bad.code, 0);
-  assert.match(bad.text, /unconditional/);
+  assertNotEquals(bad.code, 0);
+  assertMatch(bad.text, /unconditional/);
   const none = await run("sample.ts", ["--run", `${dir}-missing`]);
-  assert.match(none.text, /no checkpoint in .*train first/);
+  assertMatch(none.text, /no checkpoint in .*train first/);
 });
 
 Deno.test("demo: trains, then reports trained vs untrained distances and writes its images; training helps", async () => {
@@ -136,30 +136,30 @@ Deno.test("demo: trains, then reports trained vs untrained distances and writes 
     "--sample-every",
     "100",
   ]);
-  assert.equal(r.code, 0, r.text.slice(-2000));
+  assertEquals(r.code, 0, r.text.slice(-2000));
   const report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
-  assert.equal(report.steps, 200);
-  assert.equal(report.batch, 128);
+  assertEquals(report.steps, 200);
+  assertEquals(report.batch, 128);
   for (const k of ["1-step", "2-step"]) {
     const [before, after] = [report.untrained[k], report.trained[k]];
     for (const which of [before, after]) {
-      assert.ok(which.slicedWasserstein > 0 && Number.isFinite(which.energyDistance));
+      assert(which.slicedWasserstein > 0 && Number.isFinite(which.energyDistance));
     }
     // The trained model is much closer to held-out data than the untrained one (measured: sliced W1 0.16 vs
     // 0.45 and energy 0.045 vs 0.52 in one step; 0.11 vs 0.28 and 0.028 vs 0.21 in two).
-    assert.ok(
+    assert(
       after.slicedWasserstein < 0.6 * before.slicedWasserstein,
       `${k} sliced W1: trained ${after.slicedWasserstein}, untrained ${before.slicedWasserstein}`,
     );
-    assert.ok(
+    assert(
       after.energyDistance < 0.4 * before.energyDistance,
       `${k} energy distance: trained ${after.energyDistance}, untrained ${before.energyDistance}`,
     );
   }
   for (const f of ["trained-1step.png", "untrained-1step.png", "loss.html", "metrics.jsonl"]) {
-    assert.ok((await Deno.stat(`${dir}/${f}`)).size > 0, f);
+    assert((await Deno.stat(`${dir}/${f}`)).size > 0, f);
   }
-  assert.match(r.text, /trained +1-step: sliced W1/);
+  assertMatch(r.text, /trained +1-step: sliced W1/);
 });
 
 Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights, labelled as such)", async () => {
@@ -169,29 +169,29 @@ Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights,
     ["ref", "--data", "mnist", "--split", "test", "--n", "6", "--weights", "standin"]
       .concat(["--batch", "3", "--out", `${dir}/ref.npz`]),
   );
-  assert.equal(ref.code, 0, ref.text.slice(-2000));
+  assertEquals(ref.code, 0, ref.text.slice(-2000));
   const stats = readNpz(`${dir}/ref.npz`);
-  assert.deepEqual(stats.get("mu")!.shape, [2048]);
-  assert.deepEqual(stats.get("sigma")!.shape, [2048, 2048]);
-  assert.match(ref.text, /STAND-IN/);
+  assertEquals(stats.get("mu")!.shape, [2048]);
+  assertEquals(stats.get("sigma")!.shape, [2048, 2048]);
+  assertMatch(ref.text, /STAND-IN/);
   const fid = await run(
     "fid.ts",
     ["score", "--samples", "mnist:train", "--n", "20", "--ref", `${dir}/ref.npz`]
       .concat(["--weights", "standin", "--is", "--batch", "10", "--out", `${dir}/fid.json`]),
   );
-  assert.equal(fid.code, 0, fid.text.slice(-2000));
+  assertEquals(fid.code, 0, fid.text.slice(-2000));
   const record = JSON.parse(await Deno.readTextFile(`${dir}/fid.json`));
-  assert.equal(record.count, 20);
-  assert.equal(record.metric, "FID");
-  assert.ok(record.value > 0 && Number.isFinite(record.value), `fid ${record.value}`);
-  assert.match(record.caveat, /NOT an FID/);
+  assertEquals(record.count, 20);
+  assertEquals(record.metric, "FID");
+  assert(record.value > 0 && Number.isFinite(record.value), `fid ${record.value}`);
+  assertMatch(record.caveat, /NOT an FID/);
   // IS over 10 splits of 2 images: above 1 when two images' class predictions differ, and at most 2 (IS of a
   // split is exp of a mutual information, at most ln of its size). (With 1 image per split it is exactly 1.)
   const is = record.inceptionScore;
-  assert.ok(is.mean > 1 + 1e-5 && is.mean <= 2, `IS ${is.mean} of 10 splits of 2 images`);
-  assert.ok(is.std >= 0 && Number.isFinite(is.std), `IS std ${is.std}`);
-  assert.match(record.weights, /STAND-IN/);
-  assert.match(fid.text, /NOT an FID/);
+  assert(is.mean > 1 + 1e-5 && is.mean <= 2, `IS ${is.mean} of 10 splits of 2 images`);
+  assert(is.std >= 0 && Number.isFinite(is.std), `IS std ${is.std}`);
+  assertMatch(record.weights, /STAND-IN/);
+  assertMatch(fid.text, /NOT an FID/);
   const missing = await run("fid.ts", [
     "score",
     "--samples",
@@ -201,11 +201,11 @@ Deno.test("fid:ref and fid: statistics, FID and IS end to end (stand-in weights,
     "--weights",
     "standin",
   ]);
-  assert.notEqual(missing.code, 0);
-  assert.match(missing.text, /data\/fid_refs\/mnist-train-[0-9a-f]{8}\.npz not found/);
-  assert.match(missing.text, /deno task fid:ref --data mnist --weights standin/);
+  assertNotEquals(missing.code, 0);
+  assertMatch(missing.text, /data\/fid_refs\/mnist-train-[0-9a-f]{8}\.npz not found/);
+  assertMatch(missing.text, /deno task fid:ref --data mnist --weights standin/);
   const noWeights = await run("fid.ts", ["score", "--samples", "x.npz", "--ref", "cifar10"]);
-  assert.match(noWeights.text, /FID Inception weights not found .*deno task data:inception/);
+  assertMatch(noWeights.text, /FID Inception weights not found .*deno task data:inception/);
 });
 
 Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mnist: an MNIST-FD, labelled as a proxy", async () => {
@@ -222,8 +222,8 @@ Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mni
     "--classifier",
     classifier,
   ]);
-  assert.notEqual(noClassifier.code, 0);
-  assert.match(noClassifier.text, /deno task data:mnist-classifier --data mnist/);
+  assertNotEquals(noClassifier.code, 0);
+  assertMatch(noClassifier.text, /deno task data:mnist-classifier --data mnist/);
   const made = await run("data_mnist_classifier.ts", [
     "--out",
     classifier,
@@ -232,10 +232,10 @@ Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mni
     "--epochs",
     "1",
   ]);
-  assert.equal(made.code, 0, made.text.slice(-2000));
-  assert.match(made.text, /1 epoch\(s\) on 256 images, test accuracy \d+\.\d\d%/);
+  assertEquals(made.code, 0, made.text.slice(-2000));
+  assertMatch(made.text, /1 epoch\(s\) on 256 images, test accuracy \d+\.\d\d%/);
   const cached = await run("data_mnist_classifier.ts", ["--out", classifier]);
-  assert.match(cached.text, /already there/);
+  assertMatch(cached.text, /already there/);
   const common = ["--features", "mnist", "--classifier", classifier, "--n", "300", "--batch", "128"];
   const ref = await run("fid.ts", [
     "ref",
@@ -247,8 +247,8 @@ Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mni
     `${dir}/ref.npz`,
     ...common,
   ]);
-  assert.equal(ref.code, 0, ref.text.slice(-2000));
-  assert.deepEqual(readNpz(`${dir}/ref.npz`).get("sigma")!.shape, [128, 128]);
+  assertEquals(ref.code, 0, ref.text.slice(-2000));
+  assertEquals(readNpz(`${dir}/ref.npz`).get("sigma")!.shape, [128, 128]);
   const score = await run("fid.ts", [
     "score",
     "--samples",
@@ -259,15 +259,15 @@ Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mni
     `${dir}/fd.json`,
     ...common,
   ]);
-  assert.equal(score.code, 0, score.text.slice(-2000));
+  assertEquals(score.code, 0, score.text.slice(-2000));
   const record = JSON.parse(await Deno.readTextFile(`${dir}/fd.json`));
-  assert.equal(record.metric, "MNIST-FD");
-  assert.equal(record.count, 300);
-  assert.ok(
+  assertEquals(record.metric, "MNIST-FD");
+  assertEquals(record.count, 300);
+  assert(
     record.value > 0 && record.value < 50,
     `MNIST-FD of real digits against real digits: ${record.value}`,
   );
-  assert.match(
+  assertMatch(
     score.text,
     /MNIST-FD \d+\.\d{3} \[MNIST-FD is a small-classifier proxy, NOT comparable to FID\]/,
   );
@@ -280,14 +280,14 @@ Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mni
     "--is",
     ...common,
   ]);
-  assert.match(is.text, /--is \(Inception Score\) needs --features inception/);
+  assertMatch(is.text, /--is \(Inception Score\) needs --features inception/);
   const wrongRef = await run(
     "fid.ts",
     ["score", "--samples", "mnist:train", "--ref", `${dir}/ref.npz`]
       .concat(["--features", "inception", "--weights", "standin", "--n", "3", "--batch", "3"]),
   );
-  assert.notEqual(wrongRef.code, 0);
-  assert.match(wrongRef.text, /holds 128-dimensional statistics; FID features have 2048/);
+  assertNotEquals(wrongRef.code, 0);
+  assertMatch(wrongRef.text, /holds 128-dimensional statistics; FID features have 2048/);
   const demo = await run("demo.ts", [
     "--config",
     "mnist",
@@ -304,10 +304,10 @@ Deno.test("data:mnist-classifier, then fid:ref, fid and demo with --features mni
     "--eval-n",
     "20",
   ]);
-  assert.equal(demo.code, 0, demo.text.slice(-2000));
-  assert.match(demo.text, /trained +1-step: sliced W1 .* MNIST-FD +\d+\.\d{3}/);
-  assert.match(demo.text, /MNIST-FD is a small-classifier proxy, NOT comparable to FID/);
+  assertEquals(demo.code, 0, demo.text.slice(-2000));
+  assertMatch(demo.text, /trained +1-step: sliced W1 .* MNIST-FD +\d+\.\d{3}/);
+  assertMatch(demo.text, /MNIST-FD is a small-classifier proxy, NOT comparable to FID/);
   const report = JSON.parse(await Deno.readTextFile(`${dir}/demo/report.json`));
-  assert.ok(report.untrained["1-step"].fd > 0 && report.trained["2-step"].fd > 0);
-  assert.equal(report.fdMetric.metric, "MNIST-FD");
+  assert(report.untrained["1-step"].fd > 0 && report.trained["2-step"].fd > 0);
+  assertEquals(report.fdMetric.metric, "MNIST-FD");
 });

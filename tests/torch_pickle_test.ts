@@ -1,7 +1,7 @@
 // The safe torch.save reader: both formats against values written by torch 1.13
 // (tests/reference/make_torch_fixtures.py), views and strides, refusal of files that would run code,
 // truncated and corrupted files, the safetensors cache, and the FID Inception download from a local server.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "@std/assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { readSafetensors } from "../lib/checkpoint.ts";
@@ -37,13 +37,13 @@ const EXPECTED = JSON.parse(Deno.readTextFileSync(join(FIX, "expected.json"))) a
 };
 
 function assertMatches(got: Map<string, TorchTensor>, expected: Record<string, Expected>) {
-  assert.deepEqual([...got.keys()], Object.keys(expected));
+  assertEquals([...got.keys()], Object.keys(expected));
   for (const [name, e] of Object.entries(expected)) {
     const t = got.get(name)!;
-    assert.equal(t.dtype, e.dtype, name);
-    assert.deepEqual(t.shape, e.shape, name);
-    assert.equal(t.data.length, e.values.length, name);
-    assert.deepEqual(Array.from(t.data as ArrayLike<number | bigint>, Number), e.values, name);
+    assertEquals(t.dtype, e.dtype, name);
+    assertEquals(t.shape, e.shape, name);
+    assertEquals(t.data.length, e.values.length, name);
+    assertEquals(Array.from(t.data as ArrayLike<number | bigint>, Number), e.values, name);
   }
 }
 
@@ -77,15 +77,15 @@ async function exists(path: string) {
 }
 
 Deno.test("a state_dict reads to torch's values in the zip and the legacy format", () => {
-  assert.equal(torchFileFormat(fixture("state_zip.pt")), "zip");
-  assert.equal(torchFileFormat(fixture("state_legacy.pt")), "legacy");
+  assertEquals(torchFileFormat(fixture("state_zip.pt")), "zip");
+  assertEquals(torchFileFormat(fixture("state_legacy.pt")), "legacy");
   for (const f of ["state_zip.pt", "state_legacy.pt"]) {
     const sd = readTorchFile(fixture(f), f);
     assertMatches(sd, EXPECTED.state);
-    assert.ok(sd.get("0.weight")!.data instanceof Float32Array);
-    assert.ok(sd.get("extra.f64")!.data instanceof Float64Array);
-    assert.ok(sd.get("1.num_batches_tracked")!.data instanceof BigInt64Array);
-    assert.ok(sd.get("extra.i32")!.data instanceof Int32Array);
+    assert(sd.get("0.weight")!.data instanceof Float32Array);
+    assert(sd.get("extra.f64")!.data instanceof Float64Array);
+    assert(sd.get("1.num_batches_tracked")!.data instanceof BigInt64Array);
+    assert(sd.get("extra.i32")!.data instanceof Int32Array);
   }
 });
 
@@ -97,7 +97,7 @@ Deno.test("views: storage offsets, shared storages, transposes and expands give 
 
 Deno.test("loadTorchFile reads from disk and names a missing file", async () => {
   assertMatches(await loadTorchFile(join(FIX, "state_zip.pt")), EXPECTED.state);
-  await assert.rejects(loadTorchFile(join(FIX, "nope.pt")), /nope\.pt: file not found/);
+  await assertRejects(() => loadTorchFile(join(FIX, "nope.pt")), Error, "nope.pt: file not found");
 });
 
 testWithTemp(
@@ -112,22 +112,22 @@ testWithTemp(
       ["malicious_legacy.pt", "posix.system"], // inside the object pickle of a legacy file
     ];
     for (const [f, global] of cases) {
-      assert.throws(() => readTorchFile(fixture(f), f), (e: Error) => {
-        assert.ok(e instanceof TorchFileError, `${f}: ${e}`);
-        assert.match(
+      {
+        const e = assertThrows(() => readTorchFile(fixture(f), f), Error);
+        assert(e instanceof TorchFileError, `${f}: ${e}`);
+        assertMatch(
           e.message,
           new RegExp(`^torch file ${f}: refused: .*the Python global ${global.replace(".", "\\.")}`),
         );
-        assert.match(e.message, /Nothing was executed/);
-        return true;
-      });
+        assertMatch(e.message, /Nothing was executed/);
+      }
       const out = join(await tempDir(), "out.safetensors");
-      await assert.rejects(torchToSafetensors(join(FIX, f), out), /refused/);
-      assert.equal(await exists(out), false, "nothing is written for a refused file");
+      await assertRejects(() => torchToSafetensors(join(FIX, f), out), Error, "refused");
+      assertEquals(await exists(out), false, "nothing is written for a refused file");
     }
-    assert.equal(await exists(marker), false, `${marker} exists: a payload ran`);
-    assert.ok(ALLOWED_GLOBALS.includes("collections.OrderedDict"));
-    assert.ok(!ALLOWED_GLOBALS.some((g) => /^(builtins|os|posix|subprocess)\./.test(g)));
+    assertEquals(await exists(marker), false, `${marker} exists: a payload ran`);
+    assert(ALLOWED_GLOBALS.includes("collections.OrderedDict"));
+    assert(!ALLOWED_GLOBALS.some((g) => /^(builtins|os|posix|subprocess)\./.test(g)));
   },
 );
 
@@ -142,12 +142,11 @@ function pickle(...ops: (number | string)[]): Uint8Array {
 }
 
 Deno.test("hand-made pickles: other globals, calls and opcodes are refused with a clear message", () => {
-  const refuse = (bytes: Uint8Array, re: RegExp) =>
-    assert.throws(() => readTorchFile(bytes, "x.pt"), (e: Error) => {
-      assert.ok(e instanceof TorchFileError, String(e));
-      assert.match(e.message, re);
-      return true;
-    });
+  const refuse = (bytes: Uint8Array, re: RegExp) => {
+    const e = assertThrows(() => readTorchFile(bytes, "x.pt"), Error);
+    assert(e instanceof TorchFileError, String(e));
+    assertMatch(e.message, re);
+  };
   // GLOBAL of modules that look harmless, or of torch itself, is refused too.
   refuse(pickle(0x80, 2, "ctorch\nload\n", 0x29, 0x52, 0x2e), /refused: .*torch\.load/);
   refuse(pickle(0x80, 2, "c__builtin__\ngetattr\n", 0x2e), /refused: .*__builtin__\.getattr/);
@@ -171,28 +170,31 @@ Deno.test("truncated files give clear errors at every length; corrupted ones nev
   for (const f of ["state_zip.pt", "state_legacy.pt", "views_legacy.pt"]) {
     const bytes = fixture(f);
     for (let n = 0; n < bytes.length; n++) {
-      assert.throws(() => readTorchFile(bytes.subarray(0, n), f), (e: Error) => {
-        assert.ok(e instanceof TorchFileError, `${f} cut at ${n}: ${e}`);
-        assert.match(e.message, /truncated|empty file|corrupted|not a|no data\.pkl/, `${f} cut at ${n}`);
-        return true;
-      });
+      {
+        const e = assertThrows(() => readTorchFile(bytes.subarray(0, n), f), Error);
+        assert(e instanceof TorchFileError, `${f} cut at ${n}: ${e}`);
+        assertMatch(e.message, /truncated|empty file|corrupted|not a|no data\.pkl/, `${f} cut at ${n}`);
+      }
     }
   }
   // Typical messages.
   const legacy = fixture("views_legacy.pt");
-  assert.throws(
-    () => readTorchFile(legacy.subarray(0, legacy.length - 3), "l.pt"),
+  assertMatch(
+    assertThrows(() => readTorchFile(legacy.subarray(0, legacy.length - 3), "l.pt"), Error).message,
     /storage \S+ needs \d+ bytes .*: truncated/,
   );
-  assert.throws(() => readTorchFile(legacy.subarray(0, 300), "l.pt"), /the pickle ends inside .*: truncated/);
+  assertMatch(
+    assertThrows(() => readTorchFile(legacy.subarray(0, 300), "l.pt"), Error).message,
+    /the pickle ends inside .*: truncated/,
+  );
   const zip = fixture("state_zip.pt");
-  assert.throws(
-    () => readTorchFile(zip.subarray(0, 3000), "z.pt"),
+  assertMatch(
+    assertThrows(() => readTorchFile(zip.subarray(0, 3000), "z.pt"), Error).message,
     /not a readable zip archive .*truncated or corrupted/,
   );
-  assert.throws(() => readTorchFile(new Uint8Array(0), "e.pt"), /e\.pt: empty file/);
-  assert.throws(
-    () => readTorchFile(new TextEncoder().encode("<html>"), "h.pt"),
+  assertThrows(() => readTorchFile(new Uint8Array(0), "e.pt"), Error, "e.pt: empty file");
+  assertMatch(
+    assertThrows(() => readTorchFile(new TextEncoder().encode("<html>"), "h.pt"), Error).message,
     /not a PyTorch file: .*3c 68 74 6d/,
   );
 
@@ -208,7 +210,7 @@ Deno.test("truncated files give clear errors at every length; corrupted ones nev
         try {
           readTorchFile(bad, f);
         } catch (e) {
-          assert.ok(e instanceof TorchFileError, `${f} byte ${i} = ${v}: ${(e as Error).stack}`);
+          assert(e instanceof TorchFileError, `${f} byte ${i} = ${v}: ${(e as Error).stack}`);
         }
       }
     }
@@ -222,29 +224,30 @@ testWithTemp(
     for (const f of ["state_zip.pt", "state_legacy.pt"]) {
       const out = join(dir, `${f}.safetensors`);
       const r = await torchToSafetensors(join(FIX, f), out, { note: "test" });
-      assert.equal(r.sha256, sha256(fixture(f)));
-      assert.deepEqual(r.i64ToI32, ["1.num_batches_tracked", "extra.i64"]);
+      assertEquals(r.sha256, sha256(fixture(f)));
+      assertEquals(r.i64ToI32, ["1.num_batches_tracked", "extra.i64"]);
       const { tensors, metadata } = await readSafetensors(out);
-      assert.equal(metadata["ict_kit.source_sha256"], r.sha256);
-      assert.equal(metadata["ict_kit.source"], f);
-      assert.equal(metadata["ict_kit.source_format"], f.includes("zip") ? "zip" : "legacy");
-      assert.deepEqual(JSON.parse(metadata["ict_kit.i64_as_i32"]), r.i64ToI32);
-      assert.equal(metadata.note, "test");
-      assert.deepEqual([...tensors.keys()], Object.keys(EXPECTED.state));
+      assertEquals(metadata["ict_kit.source_sha256"], r.sha256);
+      assertEquals(metadata["ict_kit.source"], f);
+      assertEquals(metadata["ict_kit.source_format"], f.includes("zip") ? "zip" : "legacy");
+      assertEquals(JSON.parse(metadata["ict_kit.i64_as_i32"]), r.i64ToI32);
+      assertEquals(metadata.note, "test");
+      assertEquals([...tensors.keys()], Object.keys(EXPECTED.state));
       for (const [name, e] of Object.entries(EXPECTED.state)) {
         const t = tensors.get(name)!;
         const dtype = { I64: "I32", BOOL: "U8" }[e.dtype] ?? e.dtype;
-        assert.equal(t.dtype, dtype, name);
-        assert.deepEqual(t.shape, e.shape, name);
-        assert.deepEqual(Array.from(t.data), e.values, name);
+        assertEquals(t.dtype, dtype, name);
+        assertEquals(t.shape, e.shape, name);
+        assertEquals(Array.from(t.data), e.values, name);
       }
     }
     const out = join(dir, "wide.safetensors");
-    await assert.rejects(
-      torchToSafetensors(join(FIX, "wide_i64.pt"), out),
-      /int64 tensor wide holds 1099511627776, which does not fit the int32/,
+    await assertRejects(
+      () => torchToSafetensors(join(FIX, "wide_i64.pt"), out),
+      Error,
+      "int64 tensor wide holds 1099511627776, which does not fit the int32",
     );
-    assert.equal(await exists(out), false);
+    assertEquals(await exists(out), false);
     assertMatches(readTorchFile(fixture("wide_i64.pt"), "w"), EXPECTED.wide_i64); // readable, just not cacheable
   },
 );
@@ -273,8 +276,8 @@ testWithTemp(
     const srv = serve(name, body);
     try {
       const dir = join(await tempDir(), "inception");
-      assert.throws(
-        () => inceptionWeightsPath(dir),
+      assertMatch(
+        assertThrows(() => inceptionWeightsPath(dir), Error).message,
         new RegExp(
           `FID Inception weights not found at ${dir}/${INCEPTION_SAFETENSORS}: run \`deno task data:inception`,
         ),
@@ -282,11 +285,14 @@ testWithTemp(
 
       // Checksum mismatch: nothing is written (not even the folder).
       const wrong = full[0] === "0" ? "10000000" : "00000000";
-      await assert.rejects(
-        downloadInceptionWeights(dir, { url: srv.url, sha256Prefix: wrong }),
+      assertMatch(
+        (await assertRejects(
+          () => downloadInceptionWeights(dir, { url: srv.url, sha256Prefix: wrong }),
+          Error,
+        )).message,
         new RegExp(`sha256 of .* is ${full}, which does not start with ${wrong}.*Nothing was written`),
       );
-      assert.equal(await exists(dir), false);
+      assertEquals(await exists(dir), false);
 
       // The good path, with progress.
       const seen: number[] = [];
@@ -294,33 +300,33 @@ testWithTemp(
         url: srv.url,
         sha256Prefix: full.slice(0, 8),
         onProgress: (got, total) => {
-          assert.equal(total, body.length);
+          assertEquals(total, body.length);
           seen.push(got);
         },
       });
-      assert.equal(r.action, "downloaded");
-      assert.equal(seen.at(-1), body.length);
-      assert.equal(r.sha256, full);
-      assert.equal(r.tensors, Object.keys(EXPECTED.state).length);
-      assert.equal(inceptionWeightsPath(dir), join(dir, INCEPTION_SAFETENSORS));
-      assert.deepEqual(await Deno.readFile(join(dir, name)), body);
-      assert.equal(await Deno.readTextFile(join(dir, `${name}.sha256`)), `${full}  ${name}\n`);
+      assertEquals(r.action, "downloaded");
+      assertEquals(seen.at(-1), body.length);
+      assertEquals(r.sha256, full);
+      assertEquals(r.tensors, Object.keys(EXPECTED.state).length);
+      assertEquals(inceptionWeightsPath(dir), join(dir, INCEPTION_SAFETENSORS));
+      assertEquals(await Deno.readFile(join(dir, name)), body);
+      assertEquals(await Deno.readTextFile(join(dir, `${name}.sha256`)), `${full}  ${name}\n`);
       const { tensors, metadata } = await readSafetensors(r.path);
-      assert.equal(metadata["ict_kit.source_sha256"], full);
-      assert.equal(metadata["ict_kit.source_url"], srv.url);
-      assert.deepEqual(Array.from(tensors.get("1.running_var")!.data), [1.5, 2]);
+      assertEquals(metadata["ict_kit.source_sha256"], full);
+      assertEquals(metadata["ict_kit.source_url"], srv.url);
+      assertEquals(Array.from(tensors.get("1.running_var")!.data), [1.5, 2]);
 
       // Second run: the cache is there, no request.
       const before = srv.requests();
       const again = await downloadInceptionWeights(dir, { url: srv.url, sha256Prefix: full.slice(0, 8) });
-      assert.equal(again.action, "cached");
-      assert.equal(srv.requests(), before);
+      assertEquals(again.action, "cached");
+      assertEquals(srv.requests(), before);
 
       // Cache removed but the .pth is there: converted without a download.
       await Deno.remove(r.path);
       const conv = await downloadInceptionWeights(dir, { url: srv.url, sha256Prefix: full.slice(0, 8) });
-      assert.equal(conv.action, "converted");
-      assert.equal(srv.requests(), before);
+      assertEquals(conv.action, "converted");
+      assertEquals(srv.requests(), before);
 
       // The task itself, as a user runs it.
       const dir2 = join(await tempDir(), "inc");
@@ -332,10 +338,10 @@ testWithTemp(
         stderr: "piped",
       }).output();
       const text = new TextDecoder().decode(cmd.stdout) + new TextDecoder().decode(cmd.stderr);
-      assert.equal(cmd.code, 0, text);
-      assert.match(text, /downloaded, sha256 prefix verified/);
-      assert.match(text, new RegExp(`sha256 ${full}`));
-      assert.ok(await exists(join(dir2, INCEPTION_SAFETENSORS)));
+      assertEquals(cmd.code, 0, text);
+      assertMatch(text, /downloaded, sha256 prefix verified/);
+      assertMatch(text, new RegExp(`sha256 ${full}`));
+      assert(await exists(join(dir2, INCEPTION_SAFETENSORS)));
       const bad = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
@@ -350,8 +356,8 @@ testWithTemp(
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assert.equal(bad.code, 1);
-      assert.match(new TextDecoder().decode(bad.stderr), /^error: sha256 of .* does not start with/m);
+      assertEquals(bad.code, 1);
+      assertMatch(new TextDecoder().decode(bad.stderr), /^error: sha256 of .* does not start with/m);
     } finally {
       await srv.close();
     }
@@ -366,12 +372,15 @@ testWithTemp(
     const srv = serve("evil.pth", body);
     try {
       const dir = join(await tempDir(), "inception");
-      await assert.rejects(
-        downloadInceptionWeights(dir, { url: srv.url, sha256Prefix: full.slice(0, 8) }),
+      assertMatch(
+        (await assertRejects(
+          () => downloadInceptionWeights(dir, { url: srv.url, sha256Prefix: full.slice(0, 8) }),
+          Error,
+        )).message,
         /refused: .*posix\.system/,
       );
-      assert.equal(await exists(dir), false);
-      assert.equal(await exists(EXPECTED.malicious_marker), false);
+      assertEquals(await exists(dir), false);
+      assertEquals(await exists(EXPECTED.malicious_marker), false);
     } finally {
       await srv.close();
     }

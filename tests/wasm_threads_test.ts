@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assertEquals, assertMatch, assertNotEquals, assertThrows } from "@std/assert";
 import { requestedWasmThreads } from "../lib/wasm_threads.ts";
 import { assertClose } from "../lib/testing.ts";
 
@@ -50,11 +50,11 @@ Deno.test("threaded wasm: 20 starts in a row beside a busy loop (initBackend, as
   await besideBusyLoop(async () => {
     for (let i = 1; i <= 20; i++) {
       const { code, result, stderr } = await start();
-      assert.equal(code, 0, `start ${i}: ${stderr}`);
-      assert.equal(result.threads, 2, `start ${i}: ${result.report}`);
-      assert.match(result.report, /^2 thread\(s\) \(ICT_WASM_THREADS\)/);
+      assertEquals(code, 0, `start ${i}: ${stderr}`);
+      assertEquals(result.threads, 2, `start ${i}: ${result.report}`);
+      assertMatch(result.report, /^2 thread\(s\) \(ICT_WASM_THREADS\)/);
       // The emscripten factory's global Worker assignment does not leak: Deno's web Worker is back.
-      assert.equal(result.globalWorker, "Worker");
+      assertEquals(result.globalWorker, "Worker");
       if (i === 1) await assertClose(result.wasm, result.cpu, { atol: 1e-4, rtol: 1e-4 });
     }
   });
@@ -62,8 +62,8 @@ Deno.test("threaded wasm: 20 starts in a row beside a busy loop (initBackend, as
 
 Deno.test("threaded wasm: refused, with what to do, once something has started a TF.js backend", async () => {
   const { code, stderr } = await start("after-findBackend");
-  assert.notEqual(code, 0);
-  assert.match(
+  assertNotEquals(code, 0);
+  assertMatch(
     stderr,
     /threaded wasm must start before any TF.js backend initializes.*call initBackend\(\) first/,
   );
@@ -73,32 +73,32 @@ Deno.test("threaded wasm: a pool worker whose start stalls is replaced, and the 
   // Slot 3 stalls twice, slot 6 once; all at once (not serial), so later slots load while 3 is replaced.
   const policy = { startDeadlineMs: 300, serial: false, stall: [[3, 1], [3, 2], [6, 1]] };
   const { code, result, stderr } = await start(policy);
-  assert.equal(code, 0, stderr);
-  assert.equal(result.threads, 2);
-  assert.equal(result.replaced, 3);
+  assertEquals(code, 0, stderr);
+  assertEquals(result.threads, 2);
+  assertEquals(result.replaced, 3);
   await assertClose(result.wasm, result.cpu, { atol: 1e-4, rtol: 1e-4 });
   // Serially: a stalled slot holds the next ones back until its replacement runs.
   const serial = await start({ startDeadlineMs: 300, serial: true, stall: [[0, 1], [5, 1]] });
-  assert.equal(serial.code, 0, serial.stderr);
-  assert.deepEqual([serial.result.threads, serial.result.replaced], [2, 2]);
+  assertEquals(serial.code, 0, serial.stderr);
+  assertEquals([serial.result.threads, serial.result.replaced], [2, 2]);
 });
 
 Deno.test("threaded wasm: a slot that never starts fails the start with what to do, and does not hang", async () => {
   const { code, stderr } = await start({ startDeadlineMs: 100, attempts: 3, stall: "all" }, 30_000);
-  assert.notEqual(code, 0);
-  assert.match(stderr, /did not start after 3 tries/);
-  assert.match(stderr, /ICT_WASM_THREADS=1/);
+  assertNotEquals(code, 0);
+  assertMatch(stderr, /did not start after 3 tries/);
+  assertMatch(stderr, /ICT_WASM_THREADS=1/);
 });
 
 Deno.test("requestedWasmThreads: ICT_WASM_THREADS, default all cores, bad values refused", () => {
   const saved = Deno.env.get("ICT_WASM_THREADS");
   try {
     Deno.env.delete("ICT_WASM_THREADS");
-    assert.equal(requestedWasmThreads(), navigator.hardwareConcurrency);
+    assertEquals(requestedWasmThreads(), navigator.hardwareConcurrency);
     Deno.env.set("ICT_WASM_THREADS", "3");
-    assert.equal(requestedWasmThreads(), 3);
+    assertEquals(requestedWasmThreads(), 3);
     Deno.env.set("ICT_WASM_THREADS", "0");
-    assert.throws(() => requestedWasmThreads(), /integer >= 1/);
+    assertThrows(() => requestedWasmThreads(), Error, "integer >= 1");
   } finally {
     if (saved === undefined) Deno.env.delete("ICT_WASM_THREADS");
     else Deno.env.set("ICT_WASM_THREADS", saved);
