@@ -1,7 +1,7 @@
 // Dropout masks made by a counter-based hash (lib/nn/dropout.ts): the same bits on every backend and on the
 // host, a function of (step seed, layer, global sample index, element) only, the keep rate asked for, and no
 // correlation between elements, samples, layers or steps.
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { dropoutMask, hashUniform } from "../lib/nn/dropout.ts";
@@ -34,10 +34,10 @@ Deno.test("dropout hash: the host loop and the tensor ops give the same bits, on
   try {
     const reference = await values(hashUniform(shape, 0xdeadbeef, 7, 1000, "host"));
     for (const backend of ["cpu", "wasm"]) {
-      assert.ok(await tf.setBackend(backend), `${backend} starts`);
+      assert(await tf.setBackend(backend), `${backend} starts`);
       const device = await values(hashUniform(shape, 0xdeadbeef, 7, 1000, "device"));
-      assert.deepEqual(device, reference, `${backend}: tensor ops = host loop`);
-      assert.ok(reference.every((u) => u >= 0 && u < 1 && Number.isInteger(u * 2 ** 24)), "24-bit uniforms");
+      assertEquals(device, reference, `${backend}: tensor ops = host loop`);
+      assert(reference.every((u) => u >= 0 && u < 1 && Number.isInteger(u * 2 ** 24)), "24-bit uniforms");
     }
   } finally {
     await tf.setBackend(saved);
@@ -52,8 +52,8 @@ Deno.test({
     const saved = tf.getBackend();
     try {
       const reference = await values(hashUniform([2, 4, 4, 6], 12345, 3, 17, "host"));
-      assert.ok(await tf.setBackend("webgpu"));
-      assert.deepEqual(await values(hashUniform([2, 4, 4, 6], 12345, 3, 17, "device")), reference);
+      assert(await tf.setBackend("webgpu"));
+      assertEquals(await values(hashUniform([2, 4, 4, 6], 12345, 3, 17, "device")), reference);
     } finally {
       await tf.setBackend(saved);
     }
@@ -66,7 +66,7 @@ Deno.test("dropout mask: a function of the global sample index, however the batc
     const d = 4 * 4 * 3;
     for (const [offset, count] of [[0, 1], [3, 2], [4, 4], [7, 1]]) {
       const part = await values(hashUniform([count, 4, 4, 3], 99, 2, offset, where));
-      assert.deepEqual(
+      assertEquals(
         part,
         whole.slice(offset * d, (offset + count) * d),
         `${where}: samples ${offset}+${count}`,
@@ -75,8 +75,8 @@ Deno.test("dropout mask: a function of the global sample index, however the batc
   }
   // The mask itself: 0 or 1/(1 − rate), split the same way.
   const m = await values(dropoutMask([6, 10], 0.3, 5, 1, 0));
-  assert.deepEqual(await values(dropoutMask([2, 10], 0.3, 5, 1, 4)), m.slice(40));
-  assert.ok(m.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-6));
+  assertEquals(await values(dropoutMask([2, 10], 0.3, 5, 1, 4)), m.slice(40));
+  assert(m.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-6));
 });
 
 Deno.test("dropout mask: keep rate 1 − rate, and no correlation across elements, samples, layers or steps", async () => {
@@ -87,23 +87,23 @@ Deno.test("dropout mask: keep rate 1 − rate, and no correlation across element
   for (const rate of [0.1, 0.3, 0.5]) {
     const dropped = u.reduce((k, v) => k + (v < rate ? 1 : 0), 0) / n;
     const sd = Math.sqrt(rate * (1 - rate) / n);
-    assert.ok(Math.abs(dropped - rate) < 5 * sd, `rate ${rate}: dropped ${dropped}`);
+    assert(Math.abs(dropped - rate) < 5 * sd, `rate ${rate}: dropped ${dropped}`);
   }
   // Neighbouring elements (1: next channel; 32: next pixel; 512: next row; 4096: the hash's limb boundary).
   for (const lag of [1, 2, 32, 512, 4096]) {
     const r = corr(u.subarray(0, n - lag), u.subarray(lag));
-    assert.ok(Math.abs(r) < tol, `lag ${lag}: r = ${r}`);
+    assert(Math.abs(r) < tol, `lag ${lag}: r = ${r}`);
   }
   // The same element of neighbouring samples; of the next layer; of the next step.
   const sameElement = corr(u.subarray(0, n - d), u.subarray(d));
-  assert.ok(Math.abs(sameElement) < tol, `next sample: r = ${sameElement}`);
+  assert(Math.abs(sameElement) < tol, `next sample: r = ${sameElement}`);
   const nextLayer = await values(hashUniform([b, 16, 16, 32], 2024, 6, 0, "host"));
-  assert.ok(Math.abs(corr(u, nextLayer)) < tol, `next layer: r = ${corr(u, nextLayer)}`);
+  assert(Math.abs(corr(u, nextLayer)) < tol, `next layer: r = ${corr(u, nextLayer)}`);
   const nextStep = await values(hashUniform([b, 16, 16, 32], 2025, 5, 0, "host"));
-  assert.ok(Math.abs(corr(u, nextStep)) < tol, `next step: r = ${corr(u, nextStep)}`);
+  assert(Math.abs(corr(u, nextStep)) < tol, `next step: r = ${corr(u, nextStep)}`);
   // Histogram: 64 bins, chi-square well within its spread (mean 63, sd ≈ 11).
   const bins = new Array(64).fill(0);
   for (const v of u) bins[Math.floor(v * 64)]++;
   const chi2 = bins.reduce((s, k) => s + (k - n / 64) ** 2 / (n / 64), 0);
-  assert.ok(chi2 < 63 + 5 * Math.sqrt(2 * 63), `chi-square ${chi2}`);
+  assert(chi2 < 63 + 5 * Math.sqrt(2 * 63), `chi-square ${chi2}`);
 });

@@ -1,7 +1,7 @@
 // The memory plan (lib/train/memory_plan.ts): its arithmetic, its choice of micro-batch under a budget and
 // WebGPU's per-tensor limit, overrides and refusals, its calibration against a measured step, and
 // `train --plan --json`.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { numel } from "../lib/nn/params.ts";
@@ -16,64 +16,72 @@ const P = NET.specs.reduce((n, s) => n + numel(s.shape), 0);
 Deno.test("plan: peak = parameter copies + micro-batch × bytes per image; FLOPs 4× the forward", () => {
   const limits = planLimits({ backend: "tensorflow", memorySource: "test" }, 1000);
   const plan = planMemory(NET, { batch: 1024, microBatch: 8, teacher: "stopgrad" }, limits);
-  assert.equal(plan.fixedBytes, 6 * 4 * P, "student, EMA, 2 moments, gradient, accumulated gradient");
-  assert.equal(plan.perSampleBytes, BYTES_PER_ACTIVATION * NET.cost.activations);
-  assert.equal(plan.peakBytes, plan.fixedBytes + 8 * plan.perSampleBytes);
-  assert.equal(plan.largestTensorBytes, 8 * 4 * NET.cost.largest);
-  assert.equal(plan.gflopsPerStep, (4 * NET.cost.flops * 1024) / 1e9);
-  assert.ok(Math.abs(plan.gflopsPerStep / 1024 - 171) < 2, `${plan.gflopsPerStep / 1024} GFLOP per image`);
-  assert.equal(plan.passes, 128);
+  assertEquals(plan.fixedBytes, 6 * 4 * P, "student, EMA, 2 moments, gradient, accumulated gradient");
+  assertEquals(plan.perSampleBytes, BYTES_PER_ACTIVATION * NET.cost.activations);
+  assertEquals(plan.peakBytes, plan.fixedBytes + 8 * plan.perSampleBytes);
+  assertEquals(plan.largestTensorBytes, 8 * 4 * NET.cost.largest);
+  assertEquals(plan.gflopsPerStep, (4 * NET.cost.flops * 1024) / 1e9);
+  assert(Math.abs(plan.gflopsPerStep / 1024 - 171) < 2, `${plan.gflopsPerStep / 1024} GFLOP per image`);
+  assertEquals(plan.passes, 128);
   const ct = planMemory(NET, { batch: 1024, microBatch: 8, teacher: "ema" }, limits);
-  assert.equal(ct.fixedBytes, 7 * 4 * P, "CT's teacher is one more copy");
+  assertEquals(ct.fixedBytes, 7 * 4 * P, "CT's teacher is one more copy");
 });
 
 Deno.test("plan: the largest divisor of the batch that fits the budget, and WebGPU's per-tensor limit", () => {
   const c = { batch: 1024, microBatch: 0, teacher: "stopgrad" as const };
   for (const gib of [16, 40, 80]) {
     const limits = planLimits({ backend: "tensorflow", memorySource: "test" }, gib);
-    assert.equal(limits.budgetBytes, 0.9 * gib * GiB);
+    assertEquals(limits.budgetBytes, 0.9 * gib * GiB);
     const plan = planMemory(NET, c, limits);
-    assert.ok(plan.fits && plan.peakBytes <= limits.budgetBytes, `${gib} GiB`);
-    assert.equal(1024 % plan.microBatch, 0);
+    assert(plan.fits && plan.peakBytes <= limits.budgetBytes, `${gib} GiB`);
+    assertEquals(1024 % plan.microBatch, 0);
     const next = planMemory(NET, { ...c, microBatch: plan.microBatch * 2 }, limits);
-    assert.ok(!next.fits, `${gib} GiB: twice the micro-batch would not fit`);
+    assert(!next.fits, `${gib} GiB: twice the micro-batch would not fit`);
   }
   // A small binding limit binds before memory does.
   const device = { backend: "webgpu", memoryBytes: 80 * GiB, memorySource: "test", maxBindingBytes: 2 ** 24 };
   const limits = planLimits({ ...device, maxBufferBytes: 2 ** 31 });
-  assert.equal(limits.maxTensorBytes, 2 ** 24);
-  assert.equal(limits.maxTensorSource, "maxStorageBufferBindingSize");
+  assertEquals(limits.maxTensorBytes, 2 ** 24);
+  assertEquals(limits.maxTensorSource, "maxStorageBufferBindingSize");
   const plan = planMemory(NET, c, limits);
   const byMemory = planMemory(NET, c, planLimits({ ...device, maxBindingBytes: undefined }));
-  assert.ok(plan.microBatch < byMemory.microBatch, `${plan.microBatch} vs ${byMemory.microBatch}`);
-  assert.ok(plan.largestTensorBytes <= 2 ** 24 && plan.largestTensorBytes * 2 > 2 ** 24, `${plan.microBatch}`);
+  assert(plan.microBatch < byMemory.microBatch, `${plan.microBatch} vs ${byMemory.microBatch}`);
+  assert(plan.largestTensorBytes <= 2 ** 24 && plan.largestTensorBytes * 2 > 2 ** 24, `${plan.microBatch}`);
   // The whole batch when it fits.
   const small = planMemory(buildNetwork(modelConfig("mlp-2d")), { ...c, batch: 256 }, limits);
-  assert.deepEqual([small.microBatch, small.passes], [256, 1]);
+  assertEquals([small.microBatch, small.passes], [256, 1]);
 });
 
 Deno.test("plan: --micro-batch is taken as asked, with a warning when it will not fit; refusals say what to do", () => {
   const limits = planLimits({ backend: "wasm", memoryBytes: 4 * GiB, memorySource: "wasm32 heap" });
   const c = { batch: 1024, microBatch: 64, teacher: "stopgrad" as const };
   const plan = planMemory(NET, c, limits);
-  assert.equal(plan.microBatch, 64);
-  assert.equal(plan.fits, false);
-  assert.match(plan.warnings.join(), /micro-batch 64 needs about .* over the budget/);
-  assert.throws(
-    () => planMemory(buildNetwork(modelConfig("adm-imagenet64")), { ...c, microBatch: 0 }, limits),
+  assertEquals(plan.microBatch, 64);
+  assertEquals(plan.fits, false);
+  assertMatch(plan.warnings.join(), /micro-batch 64 needs about .* over the budget/);
+  assertMatch(
+    assertThrows(
+      () => planMemory(buildNetwork(modelConfig("adm-imagenet64")), { ...c, microBatch: 0 }, limits),
+      Error,
+    )
+      .message,
     /one training image of this model needs about .* GiB, over the budget .*--memory-gib/,
   );
-  assert.throws(() => planLimits({ backend: "cpu", memorySource: "x" }, -1), /--memory-gib must be > 0/);
+  assertThrows(
+    () => planLimits({ backend: "cpu", memorySource: "x" }, -1),
+    Error,
+    "--memory-gib must be > 0",
+  );
 });
 
 Deno.test("plan: the budget is --memory-gib, else what the device reports, else a stated default", () => {
   const device = { backend: "webgpu", memoryBytes: 24 * GiB, memorySource: "nvidia-smi memory.total" };
-  assert.match(planLimits(device, 10).budgetSource, /--memory-gib 10/);
-  assert.equal(planLimits(device).budgetBytes, 0.9 * 24 * GiB);
-  assert.match(planLimits(device).budgetSource, /nvidia-smi/);
+  assertMatch(planLimits(device, 10).budgetSource, /--memory-gib 10/);
+  assertEquals(planLimits(device).budgetBytes, 0.9 * 24 * GiB);
+  assertMatch(planLimits(device).budgetSource, /nvidia-smi/);
   const unknown = planLimits({ backend: "webgpu", memorySource: "WebGPU reports no device memory" });
-  assert.equal(unknown.budgetBytes, 0.9 * 16 * GiB);
-  assert.match(unknown.budgetSource, /default for webgpu.*set --memory-gib/);
+  assertEquals(unknown.budgetBytes, 0.9 * 16 * GiB);
+  assertMatch(unknown.budgetSource, /default for webgpu.*set --memory-gib/);
 });
 
 Deno.test("plan: the estimate per image matches a measured step's peak (tiny NCSN++, cpu)", async () => {
@@ -85,7 +93,7 @@ Deno.test("plan: the estimate per image matches a measured step's peak (tiny NCS
     const measuredPerImage = (three.peakBytes - one.peakBytes) / 2;
     const estimated = BYTES_PER_ACTIVATION * net.cost.activations;
     // Calibrated on the paper's networks at 75–77 bytes per counted value, rounded up to 80: the tiny net agrees.
-    assert.ok(
+    assert(
       estimated >= measuredPerImage && estimated < 1.5 * measuredPerImage,
       `estimated ${estimated} vs measured ${measuredPerImage} bytes per image`,
     );
@@ -113,11 +121,11 @@ Deno.test("train --plan --json: one object with the micro-batch, the peak and th
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
   const plan = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-  assert.equal(plan.microBatch, 16);
-  assert.equal(plan.config.microBatch, 16);
-  assert.equal(plan.config.batch, 1024);
-  assert.ok(plan.peakGiB > 20 && plan.peakGiB <= 36, `${plan.peakGiB}`);
-  assert.ok(Math.abs(plan.gflopsPerStep / 1024 - 171) < 2);
+  assertEquals(plan.microBatch, 16);
+  assertEquals(plan.config.microBatch, 16);
+  assertEquals(plan.config.batch, 1024);
+  assert(plan.peakGiB > 20 && plan.peakGiB <= 36, `${plan.peakGiB}`);
+  assert(Math.abs(plan.gflopsPerStep / 1024 - 171) < 2);
 });

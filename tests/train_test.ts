@@ -1,6 +1,6 @@
 // The training step, its ablation switches, gradient accumulation, the EMAs, exact resume, interrupted
 // checkpoint writes and the NaN guard, on tiny networks on the cpu backend.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
@@ -17,13 +17,8 @@ import {
 } from "../lib/schedules.ts";
 import { assertClose } from "../lib/testing.ts";
 import { TINY_NCSNPP } from "./reference/tiny_networks.ts";
-import {
-  applyOverrides,
-  checkResumeFlags,
-  parseFlags,
-  preset,
-  type TrainConfig,
-} from "../lib/train/config.ts";
+import { parseFlags } from "../lib/cli.ts";
+import { applyOverrides, checkResumeFlags, preset, type TrainConfig } from "../lib/train/config.ts";
 import { listCheckpoints, runTraining, writeSamples } from "../lib/train/run.ts";
 import { emaUpdate, lossAndGrads, metricOf, planStep } from "../lib/train/step.ts";
 import { NonFiniteLossError, Trainer } from "../lib/train/trainer.ts";
@@ -81,23 +76,31 @@ async function tempDir() {
 
 Deno.test("presets carry the paper's values", () => {
   const c = preset("cifar10");
-  assert.equal(c.optimizer.kind, "radam");
-  assert.equal(c.optimizer.lr, 1e-4);
-  assert.equal(c.batch, 1024);
-  assert.equal(c.totalIters, 400_000);
-  assert.equal(c.emaDecay, 0.99993);
-  assert.equal(c.model.family === "ncsnpp" && c.model.dropout, 0.3);
-  assert.deepEqual(
-    [c.teacher, c.metric, c.curriculum, c.s0, c.s1, c.noise, c.pMean, c.pStd, c.weighting, c.sharedDropout],
-    ["stopgrad", "pseudo-huber", "exponential", 10, 1280, "lognormal", -1.1, 2.0, "ict", true],
-  );
-  assert.equal(c.sigmaMid, 0.821);
+  assertEquals(c.optimizer.kind, "radam");
+  assertEquals(c.optimizer.lr, 1e-4);
+  assertEquals(c.batch, 1024);
+  assertEquals(c.totalIters, 400_000);
+  assertEquals(c.emaDecay, 0.99993);
+  assertEquals(c.model.family === "ncsnpp" && c.model.dropout, 0.3);
+  assertEquals([
+    c.teacher,
+    c.metric,
+    c.curriculum,
+    c.s0,
+    c.s1,
+    c.noise,
+    c.pMean,
+    c.pStd,
+    c.weighting,
+    c.sharedDropout,
+  ], ["stopgrad", "pseudo-huber", "exponential", 10, 1280, "lognormal", -1.1, 2.0, "ict", true]);
+  assertEquals(c.sigmaMid, 0.821);
   const i = preset("imagenet64");
-  assert.equal(i.batch, 4096);
-  assert.equal(i.totalIters, 800_000);
-  assert.equal(i.sigmaMid, 1.526);
-  assert.equal(i.model.family === "adm" && i.model.labelDim, 1000);
-  assert.equal(
+  assertEquals(i.batch, 4096);
+  assertEquals(i.totalIters, 800_000);
+  assertEquals(i.sigmaMid, 1.526);
+  assertEquals(i.model.family === "adm" && i.model.labelDim, 1000);
+  assertEquals(
     preset("cifar10-deep").model.family === "ncsnpp" &&
       (preset("cifar10-deep").model as { numBlocks: number }).numBlocks,
     8,
@@ -120,34 +123,40 @@ Deno.test("flags override any value, typed; bad flags say what is valid", () => 
       "false",
     ]),
   );
-  assert.equal(c.maxSteps, 2);
-  assert.equal(c.batch, 2);
-  assert.equal(c.optimizer.lr, 2e-4);
-  assert.equal((c.model as { dropout: number }).dropout, 0.1);
-  assert.equal(c.sharedDropout, false);
+  assertEquals(c.maxSteps, 2);
+  assertEquals(c.batch, 2);
+  assertEquals(c.optimizer.lr, 2e-4);
+  assertEquals((c.model as { dropout: number }).dropout, 0.1);
+  assertEquals(c.sharedDropout, false);
   applyOverrides(c, parseFlags(["--recipe", "ct"]));
-  assert.deepEqual([c.teacher, c.metric, c.curriculum, c.noise, c.weighting], [
+  assertEquals([c.teacher, c.metric, c.curriculum, c.noise, c.weighting], [
     "ema",
     "l2",
     "sqrt",
     "uniform",
     "uniform",
   ]);
-  assert.throws(
-    () => applyOverrides(preset("cifar10"), parseFlags(["--optimizer.lrr", "1"])),
+  assertMatch(
+    assertThrows(() => applyOverrides(preset("cifar10"), parseFlags(["--optimizer.lrr", "1"])), Error)
+      .message,
     /unknown setting --optimizer.lrr.*optimizer\.lr/,
   );
-  assert.throws(
+  assertThrows(
     () => applyOverrides(preset("cifar10"), parseFlags(["--batch", "many"])),
-    /--batch takes a number/,
+    Error,
+    "--batch takes a number",
   );
-  assert.throws(
+  assertThrows(
     () => applyOverrides(preset("cifar10"), parseFlags(["--batch", "10", "--micro-batch", "3"])),
-    /multiple of microBatch/,
+    Error,
+    "multiple of microBatch",
   );
-  assert.throws(() => preset("cifar100"), /cifar10, cifar10-deep/);
-  assert.doesNotThrow(() => checkResumeFlags(parseFlags(["--max-steps", "9", "--checkpoint-every", "3"])));
-  assert.throws(() => checkResumeFlags(parseFlags(["--batch", "9"])), /only maxSteps.*Drop --batch/);
+  assertThrows(() => preset("cifar100"), Error, "cifar10, cifar10-deep");
+  checkResumeFlags(parseFlags(["--max-steps", "9", "--checkpoint-every", "3"]));
+  assertMatch(
+    assertThrows(() => checkResumeFlags(parseFlags(["--batch", "9"])), Error).message,
+    /only maxSteps.*Drop --batch/,
+  );
 });
 
 Deno.test("one step's loss equals a hand computation of Eq. 5", async () => {
@@ -186,8 +195,8 @@ Deno.test("one step's loss equals a hand computation of Eq. 5", async () => {
     expected += (1 / (hi - lo)) * (Math.sqrt(sq + cHuber ** 2) - cHuber) / 4;
   }
   await assertClose(loss, expected, { rtol: 2e-5, atol: 1e-7, message: "loss" });
-  assert.equal(plan.n, ictDiscretizationSteps(123, c.totalIters));
-  assert.equal(grads.size, [...params.values()].filter((t) => t instanceof tf.Variable).length);
+  assertEquals(plan.n, ictDiscretizationSteps(123, c.totalIters));
+  assertEquals(grads.size, [...params.values()].filter((t) => t instanceof tf.Variable).length);
 });
 
 Deno.test("each ablation switch changes exactly what it says", () => {
@@ -195,35 +204,35 @@ Deno.test("each ablation switch changes exactly what it says", () => {
   const k = 250;
   const ict = planStep(base, k, Rng.seeded(4), 4096);
   const same = (a: ReturnType<typeof planStep>, b: ReturnType<typeof planStep>, keys: (keyof typeof a)[]) => {
-    for (const key of keys) assert.deepEqual(a[key], b[key], `${String(key)} should not change`);
+    for (const key of keys) assertEquals(a[key], b[key], `${String(key)} should not change`);
   };
   // Weighting: only λ changes (1/Δσ → 1).
   const uw = planStep({ ...base, weighting: "uniform" }, k, Rng.seeded(4), 4096);
   same(ict, uw, ["n", "sigmas", "indices", "sigmaLo", "sigmaHi", "zSeed", "studentDropoutSeed", "mu"]);
-  assert.ok(uw.lambda.every((v) => v === 1));
-  ict.lambda.forEach((v, b) => assert.equal(v, 1 / (ict.sigmaHi[b] - ict.sigmaLo[b])));
+  assert(uw.lambda.every((v) => v === 1));
+  ict.lambda.forEach((v, b) => assertEquals(v, 1 / (ict.sigmaHi[b] - ict.sigmaLo[b])));
   // Curriculum: only N(k) and the grid it implies.
   const sq = planStep({ ...base, curriculum: "sqrt" }, k, Rng.seeded(4), 4096);
-  assert.equal(ict.n, ictDiscretizationSteps(k, base.totalIters, 10, 1280));
-  assert.equal(sq.n, ctDiscretizationSteps(k, base.totalIters, 10, 1280));
-  assert.notEqual(sq.n, ict.n);
-  assert.deepEqual(sq.sigmas, karrasSigmas(sq.n));
+  assertEquals(ict.n, ictDiscretizationSteps(k, base.totalIters, 10, 1280));
+  assertEquals(sq.n, ctDiscretizationSteps(k, base.totalIters, 10, 1280));
+  assertNotEquals(sq.n, ict.n);
+  assertEquals(sq.sigmas, karrasSigmas(sq.n));
   // Noise sampling: lognormal puts most pairs near σ ≈ e^−1.1; uniform spreads them evenly over pairs.
   const un = planStep({ ...base, noise: "uniform" }, k, Rng.seeded(4), 4096);
   same(ict, un, ["n", "sigmas"]);
   const share = (p: ReturnType<typeof planStep>, j: number) => p.indices.filter((i) => i === j).length / 4096;
   const last = ict.n - 2;
-  assert.ok(share(ict, last) < 0.01, `lognormal draws the top pair rarely (${share(ict, last)})`);
-  assert.ok(Math.abs(share(un, last) - 1 / (ict.n - 1)) < 0.02, `uniform draws it 1/(N−1) of the time`);
+  assert(share(ict, last) < 0.01, `lognormal draws the top pair rarely (${share(ict, last)})`);
+  assert(Math.abs(share(un, last) - 1 / (ict.n - 1)) < 0.02, `uniform draws it 1/(N−1) of the time`);
   // Dropout masks: shared → the teacher's seed is the student's; off → a different one.
-  assert.equal(ict.teacherDropoutSeed, ict.studentDropoutSeed);
+  assertEquals(ict.teacherDropoutSeed, ict.studentDropoutSeed);
   const indep = planStep({ ...base, sharedDropout: false }, k, Rng.seeded(4), 4096);
-  assert.notEqual(indep.teacherDropoutSeed, indep.studentDropoutSeed);
+  assertNotEquals(indep.teacherDropoutSeed, indep.studentDropoutSeed);
   same(ict, indep, ["n", "indices", "lambda", "zSeed", "studentDropoutSeed"]);
   // Teacher: stopgrad → μ = 0 (θ⁻ = θ); EMA → CT's μ(k).
-  assert.equal(ict.mu, 0);
+  assertEquals(ict.mu, 0);
   const ema = planStep({ ...base, teacher: "ema" }, k, Rng.seeded(4), 4096);
-  assert.equal(ema.mu, ctTeacherEmaDecay(k, base.totalIters, 0.9, 10, 1280));
+  assertEquals(ema.mu, ctTeacherEmaDecay(k, base.totalIters, 0.9, 10, 1280));
   same(ict, ema, ["n", "indices", "lambda", "zSeed"]);
 });
 
@@ -250,7 +259,7 @@ Deno.test("shared dropout: student and teacher see the same mask only when asked
       .data();
     const teacher = await model.apply(params, x, s, { training: true, dropoutSeed: p.teacherDropoutSeed })
       .data();
-    assert.equal(Array.from(student).join() === Array.from(teacher).join(), shared);
+    assertEquals(Array.from(student).join() === Array.from(teacher).join(), shared);
   }
 });
 
@@ -280,7 +289,7 @@ Deno.test("gradient accumulation over micro-batches equals one pass over the bat
     for (const m of [1, b / 2]) {
       const acc = await lossAndGrads(model, params, params, { ...c, microBatch: m }, plan, { x });
       await assertClose(acc.loss, full.loss, { rtol: 1e-5, message: `${name}, passes of ${m}: loss` });
-      assert.equal(acc.grads.size, full.grads.size);
+      assertEquals(acc.grads.size, full.grads.size);
       for (const [p, g] of full.grads) {
         await assertClose(acc.grads.get(p)!, g, {
           rtol: 1e-4,
@@ -296,7 +305,7 @@ Deno.test("gradient accumulation over micro-batches equals one pass over the bat
       studentDropoutSeed: 5,
       teacherDropoutSeed: 5,
     }, { x });
-    assert.ok(Math.abs(other.gradNorm - full.gradNorm) > 1e-4 * full.gradNorm, `${name}: dropout is active`);
+    assert(Math.abs(other.gradNorm - full.gradNorm) > 1e-4 * full.gradNorm, `${name}: dropout is active`);
   }
 });
 
@@ -316,7 +325,7 @@ Deno.test("the student EMA moves toward the student, and CT's teacher follows μ
   const mix = (d: number) => before.map((v, i) => d * v + (1 - d) * after[i]);
   await assertClose(teacher, mix(mu), { rtol: 1e-5, atol: 1e-7 });
   await assertClose(ema, mix(0.5), { rtol: 1e-5, atol: 1e-7 });
-  assert.ok(before.some((v, i) => v !== after[i]), "the step changed the student");
+  assert(before.some((v, i) => v !== after[i]), "the step changed the student");
   trainer.dispose();
 });
 
@@ -332,7 +341,7 @@ Deno.test("--micro-batch may change on resume: passes of 2, then of 4, take the 
   const b = await tempDir();
   const first = await runTraining({ ...c, microBatch: 2 }, { ...opts, runDir: b, stopAfter: 6 });
   const rest = await runTraining({ ...c, microBatch: 4 }, { ...opts, runDir: b, resume: true, stopAfter: 6 });
-  assert.equal(
+  assertEquals(
     JSON.parse(await Deno.readTextFile(`${b}/config.json`)).microBatch,
     4,
     "the resumed run's own",
@@ -357,8 +366,8 @@ Deno.test("sample grids are made in passes of the memory plan's micro-batch", as
   net.apply = (p, x, s, ctx) => (seen.push(x.shape[0]), apply(p, x, s, ctx));
   const path = `${await tempDir()}/grid.png`;
   await writeSamples(trainer, path);
-  assert.deepEqual(seen, [2, 2, 1], "5 images in passes of 2");
-  assert.ok((await Deno.stat(path)).size > 0);
+  assertEquals(seen, [2, 2, 1], "5 images in passes of 2");
+  assert((await Deno.stat(path)).size > 0);
   trainer.dispose();
 });
 
@@ -382,8 +391,8 @@ Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 ste
       signals: false,
       stopAfter: 10,
     });
-    assert.equal(first.step, 10);
-    assert.match(first.lastCheckpoint, /step-00000010/);
+    assertEquals(first.step, 10);
+    assertMatch(first.lastCheckpoint, /step-00000010/);
     const rest = await runTraining(c, {
       runDir: b,
       dataset: data,
@@ -392,22 +401,22 @@ Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 ste
       resume: true,
       stopAfter: 25,
     });
-    assert.equal(rest.step, 35);
-    assert.deepEqual(
+    assertEquals(rest.step, 35);
+    assertEquals(
       rest.history.map((m) => m.loss),
       whole.history.slice(10).map((m) => m.loss),
       "losses after the restart",
     );
-    assert.deepEqual(first.history.map((m) => m.loss), whole.history.slice(0, 10).map((m) => m.loss));
+    assertEquals(first.history.map((m) => m.loss), whole.history.slice(0, 10).map((m) => m.loss));
     // The metrics log of the resumed run equals the uninterrupted one, line for line (times aside).
     const strip = async (d: string) =>
       (await Deno.readTextFile(`${d}/metrics.jsonl`)).trim().split("\n").map((l) => {
         const { time: _t, imagesPerSec: _i, ...rest } = JSON.parse(l);
         return rest;
       });
-    assert.deepEqual(await strip(b), await strip(a));
+    assertEquals(await strip(b), await strip(a));
     // keepCheckpoints = 2: only the two newest remain.
-    assert.deepEqual((await listCheckpoints(b)).map((x) => x.step), [35, 28]);
+    assertEquals((await listCheckpoints(b)).map((x) => x.step), [35, 28]);
   }
 });
 
@@ -415,19 +424,22 @@ Deno.test("a fresh run refuses a directory that holds checkpoints; --resume refu
   const dir = await tempDir();
   const c = toyConfig();
   await runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false, stopAfter: 1 });
-  await assert.rejects(
-    runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false }),
-    /--resume/,
+  await assertRejects(
+    () => runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false }),
+    Error,
+    "--resume",
   );
-  await assert.rejects(
-    runTraining(c, {
-      runDir: await tempDir(),
-      dataset: points(16, 1),
-      quiet: true,
-      signals: false,
-      resume: true,
-    }),
-    /no checkpoint/,
+  await assertRejects(
+    async () =>
+      runTraining(c, {
+        runDir: await tempDir(),
+        dataset: points(16, 1),
+        quiet: true,
+        signals: false,
+        resume: true,
+      }),
+    Error,
+    "no checkpoint",
   );
 });
 
@@ -439,16 +451,16 @@ Deno.test("a NaN loss stops the run, keeps the last good checkpoint and says so"
   const err = await runTraining(c, { runDir: dir, dataset: data, quiet: true, signals: false }).catch((e) =>
     e
   );
-  assert.ok(err instanceof NonFiniteLossError, String(err));
-  assert.match(err.message, /not finite at step \d+ .*not updated/);
+  assert(err instanceof NonFiniteLossError, String(err));
+  assertMatch(err.message, /not finite at step \d+ .*not updated/);
   const kept = await listCheckpoints(dir);
   const bad = err.metrics.k;
-  assert.ok(
+  assert(
     kept.length > 0 && kept.every((k) => k.step <= bad),
     `checkpoints ${kept.map((k) => k.step)} vs bad step ${bad}`,
   );
   const ck = await loadCheckpoint(kept[0].path);
-  for (const t of ck.groups.params.values()) assert.ok((await t.data()).every(Number.isFinite));
+  for (const t of ck.groups.params.values()) assert((await t.data()).every(Number.isFinite));
 });
 
 Deno.test("killing the process in the middle of checkpoint writes leaves a loadable checkpoint", async () => {
@@ -471,7 +483,7 @@ Deno.test("killing the process in the middle of checkpoint writes leaves a loada
   await child.stdout.cancel().catch(() => {});
   const ck = await loadCheckpoint(path);
   const version = (ck.state as { version: number }).version;
-  assert.ok(version >= 3, `version ${version}`);
+  assert(version >= 3, `version ${version}`);
   const values = await ck.groups.params.get("w")!.data();
-  assert.ok(values.every((v) => v === version), "every value belongs to one complete write");
+  assert(values.every((v) => v === version), "every value belongs to one complete write");
 });
