@@ -122,3 +122,22 @@ export async function listNotebooks(dir: string): Promise<string[]> {
   }
   return out.sort();
 }
+
+/** The kit's modules in `dir` (lib/, tasks/, …): each .ts file with the first line of its header comment. */
+export async function describeModules(
+  dir: string,
+  prefix = "",
+): Promise<{ file: string; summary: string }[]> {
+  const out: { file: string; summary: string }[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isDirectory) out.push(...await describeModules(`${dir}/${e.name}`, `${prefix}${e.name}/`));
+    else if (e.isFile && e.name.endsWith(".ts")) {
+      const first = (await Deno.readTextFile(`${dir}/${e.name}`)).split("\n").find((l) => l.startsWith("//"));
+      out.push({
+        file: `${prefix}${e.name}`,
+        summary: first ? first.replace(/^\/\/\s*/, "") : "(no header comment)",
+      });
+    }
+  }
+  return out.sort((a, b) => a.file.localeCompare(b.file));
+}

@@ -370,3 +370,12 @@ export async function readSettings(path = SETTINGS_PATH): Promise<string | null>
     throw e;
   }
 }
+
+/**
+ * What an EMA of decay μ averages over, in optimizer steps: the half-life ln ½ / ln μ (the newest steps that
+ * carry half the weight) and the mean age of its weight μ/(1 − μ).
+ */
+export function emaHorizon(decay: number): { halfLifeSteps: number; meanAgeSteps: number } {
+  if (!(decay > 0 && decay < 1)) throw new Error(`EMA decay must be in (0, 1), got ${decay}`);
+  return { halfLifeSteps: Math.log(0.5) / Math.log(decay), meanAgeSteps: decay / (1 - decay) };
+}

@@ -165,3 +165,44 @@ export function trainingCost(
     flopPerSecond: (gflopsPerStep * 1e9) / (secondsPerImage * batch),
   };
 }
+
+/** A record `deno task fid` wrote (data/fid_runs/*.json): what was scored, against what, and with which weights. */
+export interface FidRecord {
+  file: string;
+  samples: string;
+  count: number;
+  reference: string;
+  metric: string;
+  value: number;
+  caveat?: string;
+  weights: string;
+  date: string;
+  /** True only for an FID with the real Inception weights over ≥ 50,000 samples: the paper's protocol. */
+  comparable: boolean;
+}
+
+/** Every FID / MNIST-FD record in `dir` (default data/fid_runs), oldest first; none when the folder is absent. */
+export async function readFidRecords(dir: string): Promise<FidRecord[]> {
+  const out: FidRecord[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.isFile || !e.name.endsWith(".json")) continue;
+      const r = JSON.parse(await Deno.readTextFile(`${dir}/${e.name}`));
+      out.push({
+        file: `${dir}/${e.name}`,
+        samples: r.samples,
+        count: r.count,
+        reference: r.reference,
+        metric: r.metric,
+        value: r.value,
+        caveat: r.caveat,
+        weights: r.weights,
+        date: r.date,
+        comparable: r.metric === "FID" && !r.caveat && r.count >= 50_000 && !/stand-?in/i.test(r.weights),
+      });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort((a, b) => a.date.localeCompare(b.date));
+}

@@ -3,8 +3,15 @@
 // estimate and the σ_mid grid search.
 import assert from "node:assert/strict";
 import { blockStructure, compareNetworks } from "../lib/model_report.ts";
-import { checkTranscription, compareWithPaper, flattenConfig, readSettings } from "../lib/paper.ts";
-import { readRun, runMetricFigure, spread, trainingCost } from "../lib/run_report.ts";
+import {
+  checkTranscription,
+  compareWithPaper,
+  emaHorizon,
+  flattenConfig,
+  readSettings,
+} from "../lib/paper.ts";
+import { describeModules } from "../lib/notebooks.ts";
+import { readFidRecords, readRun, runMetricFigure, spread, trainingCost } from "../lib/run_report.ts";
 import { searchSigmaMid, sigmaMidGrid } from "../lib/two_step_search.ts";
 import { preset, PRESETS } from "../lib/train/config.ts";
 import { writePng } from "../lib/images.ts";
@@ -136,4 +143,67 @@ Deno.test("searchSigmaMid finds the σ_mid whose samples match the reference", a
   assert.equal(calls, 18);
   assert.ok(Math.abs(grid[0] - 0.1) < 1e-12 && Math.abs(grid[8] - 5) < 1e-12);
   assert.throws(() => sigmaMidGrid(0.001, 5, 9), /σ_min < lo/);
+});
+
+Deno.test("emaHorizon: half-life and mean age of the student EMA", () => {
+  const h = emaHorizon(0.5);
+  assert.equal(h.halfLifeSteps, 1);
+  assert.equal(h.meanAgeSteps, 1);
+  assert.ok(Math.abs(emaHorizon(0.99993).halfLifeSteps - 9901.8) < 0.1);
+  assert.throws(() => emaHorizon(1), /in \(0, 1\)/);
+});
+
+Deno.test("readFidRecords: only a real-weights FID of 50,000 samples is comparable with the paper", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.deepEqual(await readFidRecords(`${dir}/absent`), []);
+    const rec = (name: string, r: Record<string, unknown>) =>
+      Deno.writeTextFile(`${dir}/${name}.json`, JSON.stringify({ samples: name, reference: "ref", ...r }));
+    await rec("real", {
+      metric: "FID",
+      count: 50_000,
+      value: 3.1,
+      weights: "pt_inception sha256:1",
+      date: "2026-02",
+    });
+    await rec("few", {
+      metric: "FID",
+      count: 10_000,
+      value: 5,
+      weights: "pt_inception sha256:1",
+      date: "2026-01",
+    });
+    await rec("standin", {
+      metric: "FID",
+      count: 50_000,
+      value: 9,
+      weights: "STAND-IN synthetic",
+      caveat: "not an FID",
+      date: "2026-03",
+    });
+    await Deno.writeTextFile(`${dir}/notes.txt`, "not a record");
+    const rs = await readFidRecords(dir);
+    assert.deepEqual(rs.map((r) => [r.samples, r.comparable]), [["few", false], ["real", true], [
+      "standin",
+      false,
+    ]]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("describeModules lists .ts files with their header comment, folders included", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/sub`);
+    await Deno.writeTextFile(`${dir}/b.ts`, "// Second module.\n// more\nexport {};\n");
+    await Deno.writeTextFile(`${dir}/sub/a.ts`, "export {};\n");
+    await Deno.writeTextFile(`${dir}/readme.md`, "# not code");
+    assert.deepEqual(await describeModules(dir), [
+      { file: "b.ts", summary: "Second module." },
+      { file: "sub/a.ts", summary: "(no header comment)" },
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
