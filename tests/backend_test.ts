@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import {
   allowGpuMemoryGrowth,
@@ -24,7 +24,7 @@ function randn(n: number, seed: number): Float32Array {
 
 /** Run f on a backend with fresh tensors built from the same host data; return the host result. */
 async function on(backend: string, f: () => tf.Tensor): Promise<Float32Array> {
-  assert.ok(await tf.setBackend(backend), `could not switch to ${backend}`);
+  assert(await tf.setBackend(backend), `could not switch to ${backend}`);
   const out = tf.tidy(f);
   const data = (await out.data()) as Float32Array;
   out.dispose();
@@ -99,38 +99,38 @@ const probe = (name: Probe["name"], available: boolean, software = false, gpu?: 
 
 Deno.test("chooseBackend: preference order tensorflow > webgpu > wasm > cpu", () => {
   const all = [probe("tensorflow", true), probe("webgpu", true), probe("wasm", true), probe("cpu", true)];
-  assert.equal(chooseBackend(all, "auto").name, "tensorflow");
-  assert.equal(chooseBackend([probe("tensorflow", false), ...all.slice(1)], "auto").name, "webgpu");
-  assert.equal(
+  assertEquals(chooseBackend(all, "auto").name, "tensorflow");
+  assertEquals(chooseBackend([probe("tensorflow", false), ...all.slice(1)], "auto").name, "webgpu");
+  assertEquals(
     chooseBackend([probe("tensorflow", false), probe("webgpu", false), ...all.slice(2)], "auto").name,
     "wasm",
   );
-  assert.equal(chooseBackend([probe("cpu", true)], "auto").name, "cpu");
+  assertEquals(chooseBackend([probe("cpu", true)], "auto").name, "cpu");
 });
 
 Deno.test("chooseBackend: a CPU-only tensorflow ranks below a real webgpu adapter, above wasm", () => {
   const cpuTf = probe("tensorflow", true, false, false);
   const rest = [probe("webgpu", true), probe("wasm", true), probe("cpu", true)];
-  assert.equal(chooseBackend([cpuTf, ...rest], "auto").name, "webgpu");
-  assert.equal(
+  assertEquals(chooseBackend([cpuTf, ...rest], "auto").name, "webgpu");
+  assertEquals(
     chooseBackend([cpuTf, probe("webgpu", true, true), ...rest.slice(1)], "auto").name,
     "tensorflow",
   );
-  assert.equal(chooseBackend([cpuTf, probe("webgpu", false), ...rest.slice(1)], "auto").name, "tensorflow");
+  assertEquals(chooseBackend([cpuTf, probe("webgpu", false), ...rest.slice(1)], "auto").name, "tensorflow");
   const asked = chooseBackend([cpuTf, ...rest], "tensorflow");
-  assert.equal(asked.name, "tensorflow");
-  assert.match(asked.reason, /host CPU only/);
+  assertEquals(asked.name, "tensorflow");
+  assertMatch(asked.reason, /host CPU only/);
 });
 
 Deno.test("tensorflowProbe: isUsingGpuDevice decides GPU or CPU-only, with the device's name", () => {
   const gpu = tensorflowProbe("@tensorflow/tfjs-node-gpu", true, "NVIDIA H100 80GB HBM3");
-  assert.equal(gpu.gpu, true);
-  assert.match(gpu.detail, /on GPU NVIDIA H100/);
+  assertEquals(gpu.gpu, true);
+  assertMatch(gpu.detail, /on GPU NVIDIA H100/);
   const fallback = tensorflowProbe("@tensorflow/tfjs-node-gpu", false);
-  assert.equal(fallback.gpu, false);
-  assert.ok(fallback.available, "a CPU-only addon still works, it just is not a GPU");
-  assert.match(fallback.detail, /host CPU only.*CUDA 11\.2.*cuDNN 8\.1/);
-  assert.equal(tensorflowProbe("@tensorflow/tfjs-node", undefined).gpu, false, "unknown is not a GPU");
+  assertEquals(fallback.gpu, false);
+  assert(fallback.available, "a CPU-only addon still works, it just is not a GPU");
+  assertMatch(fallback.detail, /host CPU only.*CUDA 11\.2.*cuDNN 8\.1/);
+  assertEquals(tensorflowProbe("@tensorflow/tfjs-node", undefined).gpu, false, "unknown is not a GPU");
 });
 
 Deno.test("allowGpuMemoryGrowth sets TF_FORCE_GPU_ALLOW_GROWTH=true unless the user set it", () => {
@@ -140,10 +140,10 @@ Deno.test("allowGpuMemoryGrowth sets TF_FORCE_GPU_ALLOW_GROWTH=true unless the u
   };
   const unset = env({});
   allowGpuMemoryGrowth(unset);
-  assert.equal(unset.m.get("TF_FORCE_GPU_ALLOW_GROWTH"), "true");
+  assertEquals(unset.m.get("TF_FORCE_GPU_ALLOW_GROWTH"), "true");
   const chosen = env({ TF_FORCE_GPU_ALLOW_GROWTH: "false" });
   allowGpuMemoryGrowth(chosen);
-  assert.equal(chosen.m.get("TF_FORCE_GPU_ALLOW_GROWTH"), "false");
+  assertEquals(chosen.m.get("TF_FORCE_GPU_ALLOW_GROWTH"), "false");
 });
 
 Deno.test("probeBackends loads the tensorflow addon only for auto or tensorflow", async () => {
@@ -154,9 +154,9 @@ Deno.test("probeBackends loads the tensorflow addon only for auto or tensorflow"
       webgpu: () => Promise.resolve(probe("webgpu", false)),
     });
     const expected = request === "auto" || request === "tensorflow" ? 1 : 0;
-    assert.equal(loaded, expected, `addon loads for --backend ${request}`);
+    assertEquals(loaded, expected, `addon loads for --backend ${request}`);
     const tfProbe = probes.find((p) => p.name === "tensorflow")!;
-    if (!expected) assert.match(tfProbe.detail, new RegExp(`not loaded \\(--backend ${request}`));
+    if (!expected) assertMatch(tfProbe.detail, new RegExp(`not loaded \\(--backend ${request}`));
   }
 });
 
@@ -168,14 +168,14 @@ Deno.test("checkPresetBackend: a paper preset refuses a CPU backend that auto pi
     probe("cpu", true),
   ];
   const auto = chooseBackend(none, "auto");
-  assert.equal(auto.name, "wasm");
+  assertEquals(auto.name, "wasm");
   for (const preset of ["cifar10", "cifar10-deep", "imagenet64", "imagenet64-deep"]) {
-    assert.throws(
-      () => checkPresetBackend(preset, auto),
-      (e: Error) =>
-        /GPU setup/.test(e.message) && e.message.includes(`${preset} preset`) &&
+    const e = assertThrows(() => checkPresetBackend(preset, auto), Error);
+    assert(
+      /GPU setup/.test(e.message) && e.message.includes(`${preset} preset`) &&
         /tensorflow: missing; webgpu: ok/.test(e.message) && /--backend wasm/.test(e.message) &&
         !e.message.includes("\n"),
+      e.message,
     );
   }
   checkPresetBackend("cifar10", chooseBackend(none, "wasm")); // explicit: the user's choice
@@ -183,8 +183,8 @@ Deno.test("checkPresetBackend: a paper preset refuses a CPU backend that auto pi
   checkPresetBackend("mnist", auto); // small presets are CPU jobs
   checkPresetBackend("toy2d", auto);
   const cpuTf = [probe("tensorflow", true, false, false), ...none.slice(1)];
-  assert.equal(chooseBackend(cpuTf, "auto").name, "tensorflow");
-  assert.throws(() => checkPresetBackend("cifar10", chooseBackend(cpuTf, "auto")), /no GPU backend/);
+  assertEquals(chooseBackend(cpuTf, "auto").name, "tensorflow");
+  assertThrows(() => checkPresetBackend("cifar10", chooseBackend(cpuTf, "auto")), Error, "no GPU backend");
   checkPresetBackend("cifar10", chooseBackend([probe("tensorflow", true), ...none.slice(1)], "auto"));
   checkPresetBackend(
     "imagenet64",
@@ -195,15 +195,15 @@ Deno.test("checkPresetBackend: a paper preset refuses a CPU backend that auto pi
 Deno.test("checkTensorFits: refuses a tensor over the binding or buffer limit, naming both", () => {
   const limits = { maxStorageBufferBindingSize: 128 * 2 ** 20, maxBufferSize: 256 * 2 ** 20 };
   checkTensorFits([32 * 2 ** 20], "float32", limits); // exactly at the binding limit
-  assert.throws(
-    () => checkTensorFits([32 * 2 ** 20 + 1], "float32", limits),
+  assertMatch(
+    assertThrows(() => checkTensorFits([32 * 2 ** 20 + 1], "float32", limits), Error).message,
     /\[33554433\].*maxStorageBufferBindingSize/,
   );
-  assert.throws(
-    () => checkTensorFits([1024, 32, 32, 65], "float32", limits),
+  assertMatch(
+    assertThrows(() => checkTensorFits([1024, 32, 32, 65], "float32", limits), Error).message,
     /\[1024,32,32,65\].*maxBufferSize/,
   );
-  assert.throws(() => checkTensorFits([32 * 2 ** 20 + 1], "int32", limits), /int32 tensor/);
+  assertThrows(() => checkTensorFits([32 * 2 ** 20 + 1], "int32", limits), Error, "int32 tensor");
 });
 
 Deno.test("chooseBackend: a software WebGPU adapter is skipped unless asked for", () => {
@@ -213,10 +213,10 @@ Deno.test("chooseBackend: a software WebGPU adapter is skipped unless asked for"
     probe("wasm", true),
     probe("cpu", true),
   ];
-  assert.equal(chooseBackend(probes, "auto").name, "wasm");
+  assertEquals(chooseBackend(probes, "auto").name, "wasm");
   const asked = chooseBackend(probes, "webgpu");
-  assert.equal(asked.name, "webgpu");
-  assert.match(asked.reason, /software adapter/);
+  assertEquals(asked.name, "webgpu");
+  assertMatch(asked.reason, /software adapter/);
 });
 
 Deno.test("chooseBackend: an unusable explicit request is an error that says what to do", () => {
@@ -226,36 +226,36 @@ Deno.test("chooseBackend: an unusable explicit request is an error that says wha
     probe("wasm", true),
     probe("cpu", true),
   ];
-  assert.throws(
-    () => chooseBackend(probes, "tensorflow"),
+  assertMatch(
+    assertThrows(() => chooseBackend(probes, "tensorflow"), Error).message,
     /requested but is not usable.*deno add npm:@tensorflow\/tfjs-node/,
   );
-  assert.throws(() => chooseBackend(probes, "webgpu"), /GPU adapter/);
-  assert.equal(chooseBackend(probes, "cpu").name, "cpu");
+  assertThrows(() => chooseBackend(probes, "webgpu"), Error, "GPU adapter");
+  assertEquals(chooseBackend(probes, "cpu").name, "cpu");
 });
 
 Deno.test("backendRequest: --backend flag beats ICT_BACKEND; bad names refused", () => {
   const env = (v?: string) => ({ get: (k: string) => (k === "ICT_BACKEND" ? v : undefined) });
-  assert.equal(backendRequest([], env()), "auto");
-  assert.equal(backendRequest([], env("CPU")), "cpu");
-  assert.equal(backendRequest(["--backend", "wasm"], env("cpu")), "wasm");
-  assert.equal(backendRequest(["--steps", "2", "--backend=webgpu"], env("cpu")), "webgpu");
-  assert.throws(() => backendRequest(["--backend", "tpu"], env()), /unknown backend "tpu"/);
+  assertEquals(backendRequest([], env()), "auto");
+  assertEquals(backendRequest([], env("CPU")), "cpu");
+  assertEquals(backendRequest(["--backend", "wasm"], env("cpu")), "wasm");
+  assertEquals(backendRequest(["--steps", "2", "--backend=webgpu"], env("cpu")), "webgpu");
+  assertThrows(() => backendRequest(["--backend", "tpu"], env()), Error, 'unknown backend "tpu"');
 });
 
 Deno.test("probeBackends here: tensorflow is GPU, CPU-only, absent or broken, said in words; wasm and cpu present", async () => {
   const probes = await probeBackends();
   const tfProbe = probes.find((p) => p.name === "tensorflow")!;
   // Either state is fine (machines differ); what it says must match what it is.
-  if (tfProbe.available) assert.match(tfProbe.detail, tfProbe.gpu ? /on GPU/ : /host CPU only|CPU build/);
-  else assert.match(tfProbe.detail, /not installed|failed to load/);
-  assert.ok(probes.find((p) => p.name === "wasm")!.available);
+  if (tfProbe.available) assertMatch(tfProbe.detail, tfProbe.gpu ? /on GPU/ : /host CPU only|CPU build/);
+  else assertMatch(tfProbe.detail, /not installed|failed to load/);
+  assert(probes.find((p) => p.name === "wasm")!.available);
   const choice = await initBackend({ backend: "wasm", quiet: true });
-  assert.equal(choice.name, "wasm");
-  assert.equal(tf.getBackend(), "wasm");
-  assert.ok(tf.getKernel("Conv2DBackpropFilter", "wasm"), "training kernel registered");
-  assert.ok(tf.getKernel("Conv2DBackpropInput", "wasm"), "input-gradient kernel registered");
+  assertEquals(choice.name, "wasm");
+  assertEquals(tf.getBackend(), "wasm");
+  assert(tf.getKernel("Conv2DBackpropFilter", "wasm"), "training kernel registered");
+  assert(tf.getKernel("Conv2DBackpropInput", "wasm"), "input-gradient kernel registered");
   const limits = await deviceLimits();
-  assert.equal(limits.backend, "wasm");
-  assert.equal(limits.memoryBytes, 4 * 2 ** 30, "wasm's 32-bit heap");
+  assertEquals(limits.backend, "wasm");
+  assertEquals(limits.memoryBytes, 4 * 2 ** 30, "wasm's 32-bit heap");
 });

@@ -1,5 +1,5 @@
 // deno task gpu:check --quick: the report a GPU owner reads first, run here on wasm (tiny models only).
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch } from "@std/assert";
 
 async function gpuCheck(...args: string[]) {
   const task = new URL("../tasks/gpu_check.ts", import.meta.url).pathname;
@@ -13,28 +13,28 @@ async function gpuCheck(...args: string[]) {
 
 Deno.test("gpu:check --quick --json on wasm: backend, limits and the tiny networks against cpu", async () => {
   const r = await gpuCheck("--quick", "--backend", "wasm", "--json");
-  assert.equal(r.code, 0, r.stderr);
+  assertEquals(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout); // stdout is the JSON alone
-  assert.equal(report.backend, "wasm");
-  assert.equal(report.limits.backend, "wasm");
-  assert.equal(report.limits.memoryBytes, 4 * 2 ** 30);
-  assert.deepEqual(report.tiny.map((t: { model: string }) => t.model), ["ncsnpp", "adm"]);
+  assertEquals(report.backend, "wasm");
+  assertEquals(report.limits.backend, "wasm");
+  assertEquals(report.limits.memoryBytes, 4 * 2 ** 30);
+  assertEquals(report.tiny.map((t: { model: string }) => t.model), ["ncsnpp", "adm"]);
   for (const t of report.tiny) {
-    assert.ok(t.agrees, `${t.model} agrees`);
-    assert.ok(t.outputError < 1e-4 && t.gradError < 1e-3, `${t.model}: ${t.outputError}, ${t.gradError}`);
+    assert(t.agrees, `${t.model} agrees`);
+    assert(t.outputError < 1e-4 && t.gradError < 1e-3, `${t.model}: ${t.outputError}, ${t.gradError}`);
     // wasm (XNNPACK) and cpu sum in different orders: an error of exactly 0 means cpu was compared to itself.
-    assert.ok(t.outputError + t.gradError > 0, `${t.model}: compared against another backend`);
-    assert.ok(t.worstParam.length > 0);
+    assert(t.outputError + t.gradError > 0, `${t.model}: compared against another backend`);
+    assert(t.worstParam.length > 0);
   }
-  assert.equal(report.steps, undefined, "--quick times no paper step");
-  assert.match(r.stderr, /tiny NCSN\+\+ and ADM on wasm against cpu/);
+  assertEquals(report.steps, undefined, "--quick times no paper step");
+  assertMatch(r.stderr, /tiny NCSN\+\+ and ADM on wasm against cpu/);
 });
 
 Deno.test("gpu:check refuses bad flags, saying what is valid", async () => {
   const steps = await gpuCheck("--quick", "--steps", "1");
-  assert.equal(steps.code, 1);
-  assert.match(steps.stderr, /--steps must be an integer >= 3, got "1"/);
+  assertEquals(steps.code, 1);
+  assertMatch(steps.stderr, /--steps must be an integer >= 3, got "1"/);
   const backend = await gpuCheck("--quick", "--backend", "tpu");
-  assert.equal(backend.code, 1);
-  assert.match(backend.stderr, /unknown backend "tpu": use one of tensorflow, webgpu, wasm, cpu or auto/);
+  assertEquals(backend.code, 1);
+  assertMatch(backend.stderr, /unknown backend "tpu": use one of tensorflow, webgpu, wasm, cpu or auto/);
 });

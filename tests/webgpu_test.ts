@@ -1,7 +1,7 @@
 // WebGPU fails loudly (lib/webgpu_guard.ts), and the kit's host-reading paths run on it (no dataSync). Runs
 // where an adapter exists (CI installs mesa-vulkan-drivers: software Vulkan counts, this checks behaviour,
 // not speed); sizes are read from the device, never assumed.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { deviceLimits, initBackend, requestWebgpuAdapter } from "../lib/backend.ts";
 import { loadDataset } from "../lib/data/index.ts";
@@ -40,11 +40,11 @@ async function checkExactFn() {
     ),
   ]);
   await assertClose(out, host, { atol: 2e-4, rtol: 2e-4, message: `f* on ${tf.getBackend()}` });
-  assert.deepEqual([...out.slice(6)], [...points.slice(6)], "f*(x, σ ≤ σ_min) = x exactly");
+  assertEquals([...out.slice(6)], [...points.slice(6)], "f*(x, σ ≤ σ_min) = x exactly");
 }
 
 Deno.test("exactConsistencyFn (tensor ops) equals the float64 host solver on cpu", async () => {
-  assert.ok(await tf.setBackend("cpu")); // not initBackend: cpu keeps TF.js's own kernels, the reference below
+  assert(await tf.setBackend("cpu")); // not initBackend: cpu keeps TF.js's own kernels, the reference below
   await checkExactFn();
 });
 
@@ -57,9 +57,9 @@ Deno.test({ name: "the MNIST classifier trains, evaluates and saves on webgpu", 
   await onWebgpu();
   const train = firstSamples(await loadDataset({ dataset: "mnist", flip: false }, "train"), 64);
   const { params, loss } = await trainClassifier(train, { epochs: 1, batch: 32, seed: 1 });
-  assert.ok(Number.isFinite(loss));
+  assert(Number.isFinite(loss));
   const { accuracy } = await evaluateClassifier(params, train, 32);
-  assert.ok(accuracy >= 0 && accuracy <= 1);
+  assert(accuracy >= 0 && accuracy <= 1);
   const dir = await Deno.makeTempDir({ prefix: "ict-webgpu-" });
   const info = { dataset: "mnist" as const, testAccuracy: accuracy, epochs: 1, trainImages: 64, seed: 1 };
   await saveClassifier(`${dir}/c.safetensors`, params, info);
@@ -75,18 +75,20 @@ Deno.test(
     const limit = device.limits.maxStorageBufferBindingSize;
     const big = tf.tensor1d(new Float32Array(limit / 4 + 1)); // one float over: host values, no GPU buffer yet
     const before = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
-    assert.throws(
-      () => tf.add(big, big),
-      (e: Error) =>
+    {
+      const e = assertThrows(() => tf.add(big, big), Error);
+      assert(
         e.message.includes("maxStorageBufferBindingSize") && e.message.includes(`[${limit / 4 + 1}]`) &&
-        !e.message.includes("\n"),
-    );
+          !e.message.includes("\n"),
+        e.message,
+      );
+    }
     const after = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
-    assert.equal(after.numBytesInGPU, before.numBytesInGPU, "nothing was allocated on the GPU");
+    assertEquals(after.numBytesInGPU, before.numBytesInGPU, "nothing was allocated on the GPU");
     big.dispose();
     // At the limit exactly is fine (checked without allocating: a shape of size limit/4 passes the guard).
     const ok = tf.fill([1024], 2);
-    assert.equal((await tf.sum(tf.add(ok, ok)).data())[0], 4096);
+    assertEquals((await tf.sum(tf.add(ok, ok)).data())[0], 4096);
   },
 );
 
@@ -97,8 +99,11 @@ Deno.test(
     const x = tf.fill([4096], 1); // large enough to run on the GPU (TF.js hands tiny ops to the CPU)
     // An invalid call, as a bad dispatch would make: wgpu reports it only through an error event.
     device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.MAP_WRITE });
-    await assert.rejects(() => tf.add(x, 1).data(), /webgpu reported an error.*MAP/);
-    assert.equal((await tf.add(x, 1).data())[0], 2, "reported once; the next read is clean");
+    assertMatch(
+      (await assertRejects(() => tf.add(x, 1).data(), Error)).message,
+      /webgpu reported an error.*MAP/,
+    );
+    assertEquals((await tf.add(x, 1).data())[0], 2, "reported once; the next read is clean");
   },
 );
 
@@ -128,7 +133,7 @@ Deno.test(
       const [kernel, fn] of [["Conv2DBackpropFilter", "filter"], ["Conv2DBackpropInput", "input"]] as const
     ) {
       const registered = tf.getKernel(kernel, "webgpu")!.kernelFunc.toString();
-      assert.match(
+      assertMatch(
         registered,
         new RegExp(`conv2d${fn[0].toUpperCase()}${fn.slice(1)}Gradient`),
         `${kernel} is the kit's`,
@@ -147,9 +152,9 @@ Deno.test(
             tf.randomNormal([...c.x], 0, 1, "float32", 1) as tf.Tensor4D,
             tf.randomNormal([c.k, c.k, c.x[3], c.cout], 0, 1, "float32", 2) as tf.Tensor4D,
           ] as const;
-        assert.ok(await tf.setBackend("cpu"));
+        assert(await tf.setBackend("cpu"));
         const cpu = await convGradient(wrt, ...make(), c.stride, c.pad);
-        assert.ok(await tf.setBackend("webgpu"));
+        assert(await tf.setBackend("webgpu"));
         const gpu = await convGradient(wrt, ...make(), c.stride, c.pad);
         await assertClose(gpu, cpu, {
           atol: 1e-4,
@@ -164,8 +169,8 @@ Deno.test(
 Deno.test({ name: "deviceLimits on webgpu are the device's own limits", ignore }, async () => {
   const { device } = await onWebgpu();
   const limits = await deviceLimits();
-  assert.equal(limits.backend, "webgpu");
-  assert.equal(limits.maxBindingBytes, device.limits.maxStorageBufferBindingSize);
-  assert.equal(limits.maxBufferBytes, device.limits.maxBufferSize);
-  assert.ok(limits.memorySource.length > 0);
+  assertEquals(limits.backend, "webgpu");
+  assertEquals(limits.maxBindingBytes, device.limits.maxStorageBufferBindingSize);
+  assertEquals(limits.maxBufferBytes, device.limits.maxBufferSize);
+  assert(limits.memorySource.length > 0);
 });
