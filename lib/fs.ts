@@ -29,6 +29,36 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
 }
 
 /**
+ * A test hook called inside every atomic write, after the data and before the rename: it may throw (an
+ * injected ENOSPC or EIO) or wait. Tests set it with `setWriteHook`; ICT_TEST_WRITE_DELAY_MS makes every
+ * write of a checkpoint (*.safetensors) that much longer, so subprocess tests can signal or kill mid-write.
+ */
+type WriteHook = (path: string) => void | Promise<void>;
+let writeHook: WriteHook | undefined;
+
+/** Install (or with undefined, remove) the write hook. Tests only. */
+export function setWriteHook(hook: WriteHook | undefined): void {
+  writeHook = hook;
+}
+
+/** An error like the one the OS gives for `code` (ENOSPC: disk full, EIO: I/O error), for injected faults. */
+export function osError(code: "ENOSPC" | "EIO", path: string): Error {
+  const text = code === "ENOSPC"
+    ? "No space left on device (os error 28)"
+    : "Input/output error (os error 5)";
+  return Object.assign(new Error(`${text}: write ${path}`), { code });
+}
+
+async function beforeRename(path: string): Promise<void> {
+  const delay = Number(Deno.env.get("ICT_TEST_WRITE_DELAY_MS") ?? 0);
+  if (delay > 0 && path.endsWith(".safetensors")) {
+    if (Deno.env.get("ICT_TRACE_PHASES") === "1") console.error(`phase: checkpoint-write ${path}`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+  await writeHook?.(path);
+}
+
+/**
  * Create `path` atomically: `write` fills a temp file in the same folder, which is synced and renamed over
  * `path`. On any error the temp file is removed and `path` is left as it was.
  */
@@ -37,6 +67,7 @@ export async function writeAtomic(path: string, write: (file: Deno.FsFile) => Pr
   const file = await Deno.open(tmp, { write: true, createNew: true });
   try {
     await write(file);
+    await beforeRename(path);
     await file.sync();
     file.close();
     await Deno.rename(tmp, path);

@@ -2,11 +2,17 @@
 // Times the data-parallel step's one all-reduce: the gradients of the paper's NCSN++ (56.4M floats, 225.6 MB)
 // summed over the ranks, as the trainer does it (one Float32Array, in place). Rank 0 prints JSON.
 import { mpiCommunicator } from "../lib/distributed/mpi.ts";
-import { parseFlags } from "../lib/train/config.ts";
+import { parseTaskFlags } from "../lib/cli.ts";
 
-const flags = Object.fromEntries(parseFlags(Deno.args));
-const floats = Number(flags.floats ?? 56_395_523);
-const reps = Number(flags.reps ?? 3);
+const args = parseTaskFlags({
+  usage: "mpirun -np N deno run -A tasks/allreduce_bench.ts [--floats F] [--reps R]",
+  flags: [
+    { name: "floats", value: "F", default: "56395523", help: "floats per all-reduce (the paper's NCSN++)" },
+    { name: "reps", value: "R", default: "3", help: "timed repetitions" },
+  ],
+});
+const floats = args.int("floats", 1)!;
+const reps = args.int("reps", 1)!;
 const comm = mpiCommunicator();
 const buf = new Float32Array(floats).fill(comm.rank + 1);
 comm.barrier();

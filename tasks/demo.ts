@@ -17,10 +17,10 @@ import {
 import { disposeParams, type Params } from "../lib/nn/params.ts";
 import { formatDuration, Logger } from "../lib/log.ts";
 import { sampleAll, samplingSchedule } from "../lib/sampling.ts";
-import { applyOverrides, parseFlags, preset } from "../lib/train/config.ts";
+import { applyOverrides, preset } from "../lib/train/config.ts";
 import { runTraining } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask } from "../lib/cli.ts";
 
 await runTask(async () => {
   /**
@@ -35,14 +35,37 @@ await runTask(async () => {
     ]],
   };
 
-  const TASK_FLAGS = ["config", "run", "backend", "eval-n", "classifier"];
-  const flags = parseFlags(Deno.args);
-  const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
-  const name = get("config") ?? "toy2d";
+  const args = parseTaskFlags({
+    usage:
+      "deno task demo [--config toy2d|mnist] [--run DIR] [--eval-n N] [--classifier FILE] [--SETTING VALUE …]",
+    flags: [
+      {
+        name: "config",
+        value: "NAME",
+        default: "toy2d",
+        help: "the preset: toy2d (minutes on a CPU) or mnist",
+      },
+      { name: "run", value: "DIR", help: "the run directory, emptied first (default runs/demo-<preset>)" },
+      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      {
+        name: "eval-n",
+        value: "N",
+        help: "samples per quality measurement (default 2000 for 2-D, else 1000)",
+      },
+      {
+        name: "classifier",
+        value: "FILE",
+        help: "the MNIST-FD classifier (default: trained once and cached)",
+      },
+    ],
+    settings: "any training setting, as for deno task train (e.g. --total-iters 500)",
+  });
+  const get = (k: string) => args.values[k];
+  const name = get("config")!;
   const config = preset(name);
-  applyOverrides(config, [...(DEMO_DEFAULTS[name] ?? []), ...flags.filter(([k]) => !TASK_FLAGS.includes(k))]);
+  applyOverrides(config, [...(DEMO_DEFAULTS[name] ?? []), ...args.settings]);
   const runDir = get("run") ?? `runs/demo-${name}`;
-  const evalN = Number(get("eval-n") ?? (config.model.family === "mlp" ? 2000 : 1000));
+  const evalN = args.int("eval-n", 1) ?? (config.model.family === "mlp" ? 2000 : 1000);
   const log = new Logger();
   const started = performance.now();
 
@@ -147,4 +170,4 @@ await runTask(async () => {
       `more:        deno task sample --run ${runDir} --steps 2 --n 1000`,
     ].join("\n"),
   );
-});
+}, { stoppable: true });

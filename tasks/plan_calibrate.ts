@@ -4,19 +4,32 @@
 // parameters and the gradient; a training run also holds the EMA and Adam's two moments, which the plan adds.
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { numel } from "../lib/nn/params.ts";
 import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
-import { parseFlags } from "../lib/train/config.ts";
 import { BYTES_PER_ACTIVATION } from "../lib/train/memory_plan.ts";
 
 await runTask(async () => {
-  const flags = Object.fromEntries(parseFlags(Deno.args));
-  const runs: [string, number[]][] = JSON.parse(
-    flags.runs ?? '[["ncsnpp-small-32",[1,2,4,8]],["ncsnpp-small-28",[1,4]],["ncsnpp-cifar10",[1,2]]]',
-  );
-  await initBackend({ backend: flags.backend as never });
+  const args = parseTaskFlags({
+    usage: `deno task plan:calibrate [--backend NAME] [--runs '[["ncsnpp-small-32",[1,2,4,8]]]']`,
+    flags: [
+      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      {
+        name: "runs",
+        value: "JSON",
+        default: '[["ncsnpp-small-32",[1,2,4,8]],["ncsnpp-small-28",[1,4]],["ncsnpp-cifar10",[1,2]]]',
+        help: "models and the micro-batches to measure",
+      },
+    ],
+  });
+  let runs: [string, number[]][];
+  try {
+    runs = JSON.parse(args.values.runs!);
+  } catch {
+    throw new Error(`--runs takes JSON like '[["ncsnpp-small-32",[1,2]]]', got ${args.values.runs}`);
+  }
+  await initBackend({ backend: args.values.backend as never });
   const GiB = 2 ** 30;
   console.log(`| model | micro-batch | measured peak | plan's estimate of this step | estimate / measured |`);
   console.log(`| --- | --- | --- | --- | --- |`);

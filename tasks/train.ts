@@ -1,8 +1,9 @@
 // deno task train:toy | train:mnist | train:cifar10 | train:imagenet64  [--run DIR] [--resume] [--backend NAME]
 //                                                                       [--config NAME] [--SETTING VALUE …]
 // Trains a consistency model with iCT (or any mix of CT's choices) from a preset config; every setting can be
-// overridden by a flag (`--batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`). Ctrl-C saves a checkpoint
-// and stops; `--resume` continues the run exactly where it stopped.
+// overridden by a flag (`--batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`). Ctrl-C (or SIGTERM) saves a
+// checkpoint after the current step and stops, a second one exits at once; `--resume` continues the run exactly
+// where it stopped. See README "Long runs" for divergence rollbacks, failed writes and the run lock.
 import {
   type BackendRequest,
   checkPresetBackend,
@@ -16,57 +17,65 @@ import { readCheckpointInfo } from "../lib/checkpoint.ts";
 import {
   applyOverrides,
   checkResumeFlags,
-  parseFlags,
   preset,
   PRESETS,
   type TrainConfig,
+  withLoopDefaults,
 } from "../lib/train/config.ts";
 import { latestCheckpoint, runTraining } from "../lib/train/run.ts";
 import { communicatorFor, rankEnvironment } from "../lib/distributed/mpi.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask, type TaskSpec } from "../lib/cli.ts";
+
+const TRAIN_SPEC: TaskSpec = {
+  usage:
+    "deno task train:<preset> [--run DIR] [--resume] [--backend NAME] [--memory-gib G] [--SETTING VALUE …]\n" +
+    "       deno task train:<preset> --plan [--backend NAME] [--memory-gib G] [--json]   (the memory plan only)\n" +
+    "       mpirun -np N deno task train:<preset> … [--distributed mpi|none|auto]   (data parallel)",
+  flags: [
+    {
+      name: "config",
+      value: "NAME",
+      default: "toy2d",
+      help: `the preset: ${Object.keys(PRESETS).join(", ")}`,
+    },
+    { name: "run", value: "DIR", help: "the run directory (default runs/<preset>)" },
+    { name: "resume", help: "continue the newest checkpoint in --run (only loop settings may change)" },
+    { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+    { name: "memory-gib", value: "G", help: "the memory the plan may use" },
+    { name: "plan", help: "print the memory plan and exit" },
+    { name: "json", help: "with --plan: one JSON line" },
+    { name: "distributed", value: "mpi|none|auto", default: "auto", help: "data parallel over MPI" },
+  ],
+  settings: "any config value, e.g. --batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct " +
+    "--eval-every 1000 --eval-n 1000 --spike-factor 20 --max-rollbacks 3 (lib/train/config.ts)",
+};
 
 await runTask(async () => {
-  const TASK_FLAGS = [
-    "config",
-    "run",
-    "resume",
-    "backend",
-    "help",
-    "plan",
-    "json",
-    "memory-gib",
-    "distributed",
-  ];
-  const flags = parseFlags(Deno.args, ["resume", "help", "plan", "json"]);
-  const get = (k: string) => flags.findLast(([key]) => key === k)?.[1];
-  if (get("help")) {
-    console.log(
-      `usage: deno task train:<preset> [--run DIR] [--resume] [--backend NAME] [--memory-gib G] [--SETTING VALUE …]\n` +
-        `       deno task train:<preset> --plan [--backend NAME] [--memory-gib G] [--json]   (the memory plan only)\n` +
-        `       mpirun -np N deno task train:<preset> … [--distributed mpi|none|auto]   (data parallel)\n` +
-        `presets: ${Object.keys(PRESETS).join(", ")} (--config NAME picks another)\n` +
-        `settings: see lib/train/config.ts, e.g. --batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`,
-    );
-    Deno.exit(0);
-  }
-  const name = get("config") ?? "toy2d";
-  const resume = get("resume") === "true";
-  const settings = flags.filter(([k]) => !TASK_FLAGS.includes(k));
+  const args = parseTaskFlags(TRAIN_SPEC);
+  const get = (k: string) => args.values[k];
+  const name = get("config")!;
+  const resume = args.flag("resume");
+  const settings = args.settings;
   const runDir = get("run") ?? `runs/${name}`;
   // A resumed run continues with its own config (from its newest checkpoint); only loop settings may change.
   if (resume) checkResumeFlags(settings);
   const config = resume
-    ? (await readCheckpointInfo(await latestCheckpoint(runDir))).config as TrainConfig
+    ? withLoopDefaults((await readCheckpointInfo(await latestCheckpoint(runDir))).config as TrainConfig)
     : preset(name);
   applyOverrides(config, settings);
   // On resume the memory plan chooses again (other devices, other ranks) unless --micro-batch is given.
   if (resume && !settings.some(([k]) => /^micro-?batch$/i.test(k))) config.microBatch = 0;
-  const memoryGiB = get("memory-gib") === undefined ? undefined : Number(get("memory-gib"));
-  if (get("plan")) {
-    return await printPlan(config, get("backend") as BackendRequest | undefined, memoryGiB, !!get("json"));
+  const memoryGiB = args.number("memory-gib");
+  if (args.flag("plan")) {
+    return await printPlan(
+      config,
+      get("backend") as BackendRequest | undefined,
+      memoryGiB,
+      args.flag("json"),
+    );
   }
   // Data parallel under mpirun (or --distributed mpi): each rank takes its own GPU, or its share of the cores.
-  const comm = communicatorFor(get("distributed") ?? "auto");
+  const comm = communicatorFor(get("distributed")!);
   for (
     const [k, v] of Object.entries(rankEnvironment(comm, Deno.env.toObject(), navigator.hardwareConcurrency))
   ) {
@@ -82,7 +91,7 @@ await runTask(async () => {
   } finally {
     comm.finalize();
   }
-});
+}, { stoppable: true });
 
 /**
  * `--plan`: the resolved config, the micro-batch, the estimated peak and the GFLOP per step, then exit. The

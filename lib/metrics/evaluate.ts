@@ -4,6 +4,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { readSafetensors } from "../checkpoint.ts";
+import { checkStop } from "../cli.ts";
 import { loadDataset } from "../data/index.ts";
 import type { DataConfig } from "../data/index.ts";
 import { readNpz } from "../data/npz.ts";
@@ -233,6 +234,7 @@ export async function computeFeatures(
     tf.dispose([out.features, out.logits]);
     done += shape[0];
     opts.onProgress?.(done, source.count);
+    await checkStop("features"); // a signal ends the task here, between batches
   }
   return { stats, logits, count: done, seconds: (performance.now() - started) / 1000 };
 }

@@ -64,6 +64,25 @@ export interface TrainConfig {
   sampleEvery: number;
   sampleCount: number;
   logEvery: number;
+
+  // --- long runs (may change on resume) ---
+  /** Evaluate the EMA student (1- and 2-step samples) every this many steps (0 = never). */
+  evalEvery: number;
+  /** Samples per evaluation (and held-out samples they are compared with). */
+  evalN: number;
+  /**
+   * The evaluation metric: "auto" picks FID with the real Inception weights (data/inception) for images, the
+   * MNIST-FD for MNIST-sized data, sliced W1 for 2-D points; "fid-standin" asks for the stand-in Inception
+   * (numbers labelled NOT FIDs).
+   */
+  evalMetric: "auto" | "fid" | "mnist-fd" | "sliced-w1" | "fid-standin";
+  /** A loss above spikeFactor × the median of the last spikeWindow losses is a spike (0 = no spike check). */
+  spikeFactor: number;
+  spikeWindow: number;
+  /** Roll back to the last good checkpoint at most this many times per invocation, then stop. */
+  maxRollbacks: number;
+  /** Stop after this many checkpoint writes in a row have failed (disk full, I/O errors). */
+  maxFailedWrites: number;
 }
 
 /** Loop settings: the only values a resumed run may change. */
@@ -75,6 +94,13 @@ export const LOOP_KEYS = [
   "sampleEvery",
   "sampleCount",
   "logEvery",
+  "evalEvery",
+  "evalN",
+  "evalMetric",
+  "spikeFactor",
+  "spikeWindow",
+  "maxRollbacks",
+  "maxFailedWrites",
 ] as const;
 
 const LOOP_DEFAULTS = {
@@ -84,7 +110,19 @@ const LOOP_DEFAULTS = {
   sampleEvery: 5000,
   sampleCount: 64,
   logEvery: 100,
+  evalEvery: 0,
+  evalN: 1000,
+  evalMetric: "auto" as TrainConfig["evalMetric"],
+  spikeFactor: 20,
+  spikeWindow: 100,
+  maxRollbacks: 3,
+  maxFailedWrites: 3,
 };
+
+/** The long-run settings of a config stored before they existed, filled with today's defaults. */
+export function withLoopDefaults(c: TrainConfig): TrainConfig {
+  return { ...LOOP_DEFAULTS, ...c };
+}
 
 /** iCT's choices (Table 1, right column). */
 const ICT = {
@@ -206,6 +244,20 @@ export function validateConfig(c: TrainConfig): void {
   positiveInt("checkpointEvery");
   positiveInt("keepCheckpoints");
   positiveInt("logEvery");
+  positiveInt("evalN");
+  positiveInt("spikeWindow");
+  positiveInt("maxFailedWrites");
+  if (!Number.isInteger(c.evalEvery) || c.evalEvery < 0) problems.push(`evalEvery must be an integer >= 0`);
+  if (!Number.isInteger(c.maxRollbacks) || c.maxRollbacks < 0) {
+    problems.push(`maxRollbacks must be an integer >= 0, got ${c.maxRollbacks}`);
+  }
+  if (!(c.spikeFactor === 0 || c.spikeFactor > 1)) {
+    problems.push(`spikeFactor must be 0 (no spike check) or > 1, got ${c.spikeFactor}`);
+  }
+  const metrics = ["auto", "fid", "mnist-fd", "sliced-w1", "fid-standin"];
+  if (!metrics.includes(c.evalMetric)) {
+    problems.push(`evalMetric must be one of ${metrics.join(", ")}, got "${c.evalMetric}"`);
+  }
   if (c.batch % microBatchOf(c) !== 0) {
     problems.push(`batch ${c.batch} must be a multiple of microBatch ${c.microBatch}`);
   }
@@ -233,30 +285,7 @@ export function checkResumeFlags(flags: [string, string][]): void {
 }
 
 /**
- * Command-line flags in order: `--key value`, `--key=value`, or a bare `--key` (value "true"). Flags named in
- * `booleans` never take a value (`--resume`); any other takes the next argument unless it is a flag.
- */
-export function parseFlags(args: string[], booleans: readonly string[] = []): [string, string][] {
-  const out: [string, string][] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}": flags look like --key value`);
-    const eq = a.indexOf("=");
-    if (eq > 0) out.push([a.slice(2, eq), a.slice(eq + 1)]);
-    else {
-      const key = a.slice(2);
-      const next = args[i + 1];
-      out.push([
-        key,
-        !booleans.includes(key) && next !== undefined && !next.startsWith("--") ? args[++i] : "true",
-      ]);
-    }
-  }
-  return out;
-}
-
-/**
- * Apply overrides (from `parseFlags`) to a config. Dotted keys reach nested values (`--optimizer.lr 2e-4`,
+ * Apply overrides (from lib/cli.ts's `parseFlags`) to a config. Dotted keys reach nested values (`--optimizer.lr 2e-4`,
  * `--model.dropout 0.1`, `--data.dir /data/cifar10`); `--model NAME` swaps in a whole model from MODELS and
  * `--recipe ct` switches every Table 1 choice to CT's. A value is parsed as the type of the value it replaces.
  * Returns the keys that were set.

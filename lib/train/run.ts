@@ -21,7 +21,10 @@ import { numel } from "../nn/params.ts";
 import { readCheckpointInfo } from "../checkpoint.ts";
 import { writeFileAtomic } from "../fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
-import { NonFiniteLossError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
+import { DivergenceError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
+import { checkStop, handleSignals, onStop, StopRequested, stopRequested, yieldToEvents } from "../cli.ts";
+import { createEvaluator, type EvalResult } from "./evaluate.ts";
+import { acquireRunLock } from "./lock.ts";
 import { type PlanLimits, planLimits } from "./memory_plan.ts";
 import { type Communicator, localCommunicator } from "../distributed/mpi.ts";
 
@@ -105,6 +108,39 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
   await Deno.mkdir(`${dir}/checkpoints`, { recursive: true });
   await Deno.mkdir(`${dir}/samples`, { recursive: true });
   const comm = opts.comm ?? localCommunicator();
+  // One process writes into a run directory at a time: rank 0 holds the lock (a crashed run's is taken over).
+  const lock = comm.rank === 0 ? await acquireRunLock(dir) : null;
+  try {
+    return await train(config, opts, comm);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** A JSON line of metrics.jsonl: a loss line, an evaluation, or an event (rollback, failed write, …). */
+type JsonLine = MetricsLine | EvalLine | EventLine;
+
+export interface EvalLine extends EvalResult {
+  step: number;
+  eval: true;
+  /** This evaluation is the best so far: checkpoints/best.safetensors holds its weights. */
+  best: boolean;
+  time: string;
+}
+
+export interface EventLine {
+  step: number;
+  event: "divergence" | "rollback" | "diverged" | "checkpoint-failed" | "checkpoint-recovered";
+  message: string;
+  time: string;
+  [key: string]: unknown;
+}
+
+const isLoss = (l: JsonLine): l is MetricsLine => "loss" in l && !("event" in l);
+const isEval = (l: JsonLine): l is EvalLine => "eval" in l;
+
+async function train(config: TrainConfig, opts: RunOptions, comm: Communicator): Promise<RunResult> {
+  const dir = opts.runDir;
   const writer = comm.rank === 0; // the one rank that writes
   const log = new Logger({ file: writer ? `${dir}/train.log` : undefined, quiet: opts.quiet || !writer });
   if (writer) await removeStaleTemps(`${dir}/checkpoints`);
@@ -126,7 +162,7 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
   const reference = opts.reference ??
     (dataset.sampleShape.length === 1 && !opts.dataset ? await loadDataset(config.data, "test") : undefined);
   const limits = opts.limits ?? planLimits(await deviceLimits());
-  const trainer = opts.resume
+  let trainer = opts.resume
     ? await resumeTrainer(existing, dataset, config, log, limits, comm)
     : Trainer.create(config, dataset, limits, comm);
   const c = trainer.config;
@@ -136,11 +172,27 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
       `${plan.peakGiB.toFixed(2)} GiB at peak; ${plan.notes.join("; ")}`,
   );
   for (const w of plan.warnings) log.warn(w);
+  const evaluator = writer && c.evalEvery > 0 ? await createEvaluator(c, dataset, plan.microBatch) : null;
+  if (evaluator) {
+    log.info(`evaluation every ${c.evalEvery} steps: ${evaluator.description}`);
+    if (evaluator.caveat) log.warn(evaluator.caveat);
+  }
   const metricsPath = `${dir}/metrics.jsonl`;
-  const metrics = await readMetrics(metricsPath, trainer.step); // lines after the checkpoint are dropped
+  // Loss and evaluation lines after the checkpoint are dropped (they are taken again); events are kept.
+  const lines = await readMetrics(metricsPath, trainer.step);
+  const rewriteMetrics = () =>
+    writer ? writeFileAtomic(metricsPath, lines.map((m) => JSON.stringify(m) + "\n").join("")) : undefined;
+  const append = async (line: JsonLine) => {
+    lines.push(line);
+    if (writer) await Deno.writeTextFile(metricsPath, JSON.stringify(line) + "\n", { append: true });
+  };
+  const event = async (step: number, kind: EventLine["event"], message: string, extra = {}) => {
+    log.warn(message);
+    await append({ step, event: kind, message, time: new Date().toISOString(), ...extra });
+  };
   if (writer) {
     await writeJson(`${dir}/config.json`, c);
-    await Deno.writeTextFile(metricsPath, metrics.map((m) => JSON.stringify(m) + "\n").join(""));
+    await rewriteMetrics();
   }
   if (comm.size > 1) {
     log.info(`data parallel: ${comm.size} ranks, ${c.batch / comm.size} samples of each batch per rank`);
@@ -154,42 +206,164 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
       `K = ${c.totalIters}; run dir ${dir}`,
   );
 
-  let stop: "signal" | null = null;
-  const onSignal = () => {
-    if (!stop) log.info("signal received: saving a checkpoint after this step, then stopping");
-    stop = "signal";
-  };
-  const signals = opts.signals !== false ? (["SIGINT", "SIGTERM"] as const) : [];
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  // SIGINT/SIGTERM (lib/cli.ts): the first asks for a stop after this step, with a checkpoint; a second exits.
+  const signals = opts.signals !== false;
+  const releaseSignals = signals ? handleSignals(true) : () => {};
+  const removeListener = signals
+    ? onStop(() => log.info("signal received: saving a checkpoint after this step, then stopping"))
+    : () => false;
+  const wantStop = () => signals && stopRequested();
 
   const history: StepMetrics[] = [];
   let window: StepMetrics[] = [];
-  let lastCheckpoint = existing[0]?.path ?? "";
+  let lastCheckpoint = existing.find((e) => e.step === trainer.step)?.path ?? "";
   let savedAt = opts.resume ? trainer.step : -1;
   const started = trainer.step;
   let stoppedBy: RunResult["stoppedBy"] = "done";
-  const save = async () => {
-    lastCheckpoint = checkpointPath(dir, trainer.step);
-    savedAt = trainer.step;
-    if (!writer) return; // every rank holds the same state: rank 0 writes it
-    await trainer.save(lastCheckpoint);
-    for (const old of (await listCheckpoints(dir)).slice(c.keepCheckpoints)) await Deno.remove(old.path);
+  let failedWrites = 0;
+  let rollbacks = 0;
+
+  /** Write a checkpoint of the current step; a failed write keeps the previous one (see README "Long runs"). */
+  const save = async (final: boolean) => {
+    const step = trainer.step;
+    const path = checkpointPath(dir, step);
+    let error: Error | undefined;
+    if (writer) {
+      try {
+        await trainer.save(path);
+        for (const old of (await listCheckpoints(dir)).slice(c.keepCheckpoints)) await Deno.remove(old.path);
+      } catch (e) {
+        error = e as Error;
+      }
+    }
+    savedAt = step;
+    if (!(await agree(comm, !error))) {
+      failedWrites++;
+      const kept = lastCheckpoint
+        ? `the previous checkpoint ${lastCheckpoint} is intact`
+        : "no checkpoint yet";
+      const stop = final || failedWrites >= c.maxFailedWrites;
+      const message =
+        `checkpoint write failed at step ${step} (${error?.message ?? "on rank 0"}); ${kept}; ` +
+        (stop
+          ? `stopping (${final ? "the run's last checkpoint" : `${failedWrites} failed writes in a row`}): ` +
+            `free space or fix the disk, then continue with --resume`
+          : `training continues and writes again at step ${
+            step + c.checkpointEvery - (step % c.checkpointEvery)
+          } (${failedWrites} of ${c.maxFailedWrites} failures in a row allowed)`);
+      await event(step, "checkpoint-failed", message, {
+        error: error?.message,
+        kept: lastCheckpoint || null,
+      });
+      if (stop) throw new Error(message);
+      return;
+    }
+    if (failedWrites > 0) {
+      await event(
+        step,
+        "checkpoint-recovered",
+        `checkpoint ${path} written after ${failedWrites} failed write(s)`,
+      );
+    }
+    failedWrites = 0;
+    lastCheckpoint = path;
   };
+
+  let best = Math.min(Infinity, ...lines.filter(isEval).map((l) => l["1-step"]));
+  /** Evaluate the EMA student; a better score writes checkpoints/best.safetensors (never pruned). */
+  const evaluate = async () => {
+    const r = await evaluator!.evaluate(trainer.model, trainer.ema);
+    const isBest = r["1-step"] < best;
+    if (isBest) {
+      best = r["1-step"];
+      await trainer.save(`${dir}/checkpoints/best.safetensors`).catch((e) =>
+        log.warn(`best checkpoint not written (${(e as Error).message}); the previous one is kept`)
+      );
+    }
+    await append({ step: trainer.step, eval: true, ...r, best: isBest, time: new Date().toISOString() });
+    log.info(
+      `eval at step ${trainer.step}: ${r.metric} ${r["1-step"].toPrecision(4)} (1 step), ` +
+        `${r["2-step"].toPrecision(4)} (2 steps)${isBest ? ", best so far" : ""} in ${
+          r.seconds.toFixed(1)
+        } s`,
+    );
+    await writePlotHtml(`${dir}/loss.html`, lossFigures(lines), `${c.preset}: training loss`);
+  };
+  const evalDue = (step: number) => evaluator && step % c.evalEvery === 0;
+  /** A phase a signal may cut short (a sample grid, an evaluation): it is dropped, and the run stops. */
+  const interruptible = async (what: string, f: () => Promise<void>) => {
+    try {
+      await f();
+    } catch (e) {
+      if (!(e instanceof StopRequested)) throw e;
+      log.info(`${what} interrupted by the signal: it is not written`);
+    }
+  };
+
   try {
+    // An evaluation the previous invocation did not finish is taken again first.
+    if (
+      evaluator && trainer.step > 0 && evalDue(trainer.step) &&
+      !lines.some((l) => isEval(l) && l.step === trainer.step)
+    ) {
+      await interruptible("evaluation", evaluate);
+    }
     while (trainer.step < total) {
+      if (comm.size === 1 && wantStop()) {
+        stoppedBy = "signal";
+        break;
+      }
+      await yieldToEvents(); // lets a signal arrive between steps
       let m: StepMetrics;
       try {
-        m = await trainer.trainStep(stop !== null); // the ranks agree on stopping in the step's all-reduce
+        m = await trainer.trainStep(wantStop()); // the ranks agree on stopping in the step's all-reduce
       } catch (e) {
-        if (e instanceof NonFiniteLossError) {
-          log.info(
-            `stopped: ${e.message}. Nothing was saved after it; the last good checkpoint is ` +
-              `${
-                lastCheckpoint || "(none yet)"
-              }. Resume from it with a lower --optimizer.lr, or look at the data.`,
+        if (!(e instanceof DivergenceError)) throw e;
+        const d = e.divergence;
+        const extra = {
+          kind: d.kind,
+          loss: d.loss,
+          gradNorm: d.gradNorm,
+          median: d.median,
+          nonFinite: d.nonFinite,
+        };
+        if (rollbacks >= c.maxRollbacks) {
+          const recent = d.recentLosses.slice(-10).map((l, i, a) =>
+            `${d.k - a.length + i}: ${l.toPrecision(4)}`
           );
+          e.message =
+            `divergence guard: stopped after ${rollbacks} rollback(s) (--max-rollbacks ${c.maxRollbacks}). ` +
+            `${e.message}. Losses before it (step: loss): ${recent.join(", ") || "none"}. The last good ` +
+            `checkpoint is ${
+              lastCheckpoint || "(none yet)"
+            }: resume from it with a lower --optimizer.lr, or ` +
+            `look at the data.`;
+          await event(d.k, "diverged", e.message, extra);
+          throw e;
         }
-        throw e;
+        rollbacks++;
+        const target = lastCheckpoint ? `checkpoint ${lastCheckpoint}` : "the initial parameters (step 0)";
+        await event(
+          d.k,
+          "rollback",
+          `${e.message}. Rolling back to ${target} and skipping the data of step ${d.k} ` +
+            `(rollback ${rollbacks} of ${c.maxRollbacks})`,
+          extra,
+        );
+        const skip = new Map(trainer.skip);
+        skip.set(d.k, (skip.get(d.k) ?? 0) + 1);
+        trainer.dispose();
+        trainer = lastCheckpoint
+          ? await Trainer.load(lastCheckpoint, dataset, c, limits, comm)
+          : Trainer.create(structuredClone(c), dataset, limits, comm);
+        for (const [k, n] of skip) if ((trainer.skip.get(k) ?? 0) < n) trainer.skip.set(k, n);
+        const back = trainer.step;
+        lines.splice(0, lines.length, ...lines.filter((l) => "event" in l || l.step <= back));
+        await rewriteMetrics();
+        history.splice(history.findIndex((h) => h.k >= back) >>> 0);
+        window = [];
+        savedAt = back;
+        continue;
       }
       history.push(m);
       window.push(m);
@@ -197,8 +371,7 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
       if (step % c.logEvery === 0 || step === total) {
         const line = summarize(window, step, c.batch);
         window = [];
-        metrics.push(line);
-        if (writer) await Deno.writeTextFile(metricsPath, JSON.stringify(line) + "\n", { append: true });
+        await append(line);
         log.progress(
           step,
           total,
@@ -206,31 +379,45 @@ export async function runTraining(config: TrainConfig, opts: RunOptions): Promis
           `loss ${line.loss.toPrecision(4)}  N ${line.n}  ${line.imagesPerSec.toFixed(1)} img/s`,
         );
       }
-      if (step % c.checkpointEvery === 0 || step === total) await save();
+      if (step % c.checkpointEvery === 0 || step === total) await save(step === total);
+      if (evalDue(step)) await interruptible("evaluation", evaluate);
       if (writer && c.sampleEvery > 0 && (step % c.sampleEvery === 0 || step === total)) {
-        await writeSamples(
-          trainer,
-          `${dir}/samples/step-${String(step).padStart(8, "0")}.png`,
-          reference,
-          log,
-        );
-        await writePlotHtml(`${dir}/loss.html`, lossFigure(metrics), `${c.preset}: training loss`);
+        await interruptible("sample grid", async () => {
+          await writeSamples(
+            trainer,
+            `${dir}/samples/step-${String(step).padStart(8, "0")}.png`,
+            reference,
+            log,
+          );
+          await writePlotHtml(`${dir}/loss.html`, lossFigures(lines), `${c.preset}: training loss`);
+        });
       }
-      if (m.stop || (opts.stopAfter !== undefined && step - started >= opts.stopAfter)) {
-        stoppedBy = m.stop ? "signal" : "stopAfter";
-        if (savedAt !== step) await save();
+      const signalled = m.stop || (comm.size === 1 && wantStop());
+      if (signalled || (opts.stopAfter !== undefined && step - started >= opts.stopAfter)) {
+        stoppedBy = signalled ? "signal" : "stopAfter";
         break;
       }
     }
+    if (savedAt !== trainer.step) await save(true);
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    removeListener();
+    releaseSignals();
     log.clearBar();
     trainer.dispose();
+    evaluator?.dispose();
   }
   log.info(
     `${stoppedBy === "done" ? "finished" : "stopped"} at step ${trainer.step}; checkpoint ${lastCheckpoint}`,
   );
   return { step: trainer.step, stoppedBy, lastCheckpoint, history };
+}
+
+/** Whether every rank's `ok` is true (one all-reduce; rank 0 alone writes, so its answer is everyone's). */
+async function agree(comm: Communicator, ok: boolean): Promise<boolean> {
+  if (comm.size === 1) return ok;
+  const buf = new Float32Array([comm.rank === 0 && !ok ? 1 : 0]);
+  comm.allReduceSum(buf);
+  return buf[0] === 0;
 }
 
 async function resumeTrainer(
@@ -278,16 +465,30 @@ function summarize(window: StepMetrics[], step: number, batch: number): MetricsL
   };
 }
 
-async function readMetrics(path: string, upTo: number): Promise<MetricsLine[]> {
+/**
+ * The lines of metrics.jsonl worth keeping when a run continues from step `upTo`: loss and evaluation lines up
+ * to it, and every event. A partial last line (a process killed mid-append) is dropped.
+ */
+async function readMetrics(path: string, upTo: number): Promise<JsonLine[]> {
+  let text: string;
   try {
-    const text = await Deno.readTextFile(path);
-    return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as MetricsLine).filter((m) =>
-      m.step <= upTo
-    );
+    text = await Deno.readTextFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;
   }
+  const out: JsonLine[] = [];
+  for (const l of text.split("\n")) {
+    if (!l.trim()) continue;
+    let line: JsonLine;
+    try {
+      line = JSON.parse(l);
+    } catch {
+      continue; // torn by a kill during the append: that step is taken again
+    }
+    if ("event" in line || line.step <= upTo) out.push(line);
+  }
+  return out;
 }
 
 function writeJson(path: string, value: unknown): Promise<void> {
@@ -303,6 +504,20 @@ export function lossFigure(metrics: MetricsLine[]) {
   ], { title: "consistency-training loss", x: "step", y: "loss (Eq. 5)", log: "y" });
   fig.layout!.yaxis2 = { title: { text: "N(k)" }, overlaying: "y", side: "right", type: "log" };
   return fig;
+}
+
+/** loss.html: the loss curve, and beside it the evaluations (1- and 2-step) when the run has any. */
+export function lossFigures(lines: JsonLine[]) {
+  const figs = [lossFigure(lines.filter(isLoss))];
+  const evals = lines.filter(isEval);
+  if (evals.length) {
+    const steps = evals.map((e) => e.step);
+    figs.push(figure([
+      line(steps, evals.map((e) => e["1-step"]), "1-step"),
+      line(steps, evals.map((e) => e["2-step"]), "2-step"),
+    ], { title: `${evals[0].metric} of EMA samples (lower is better)`, x: "step", y: evals[0].metric }));
+  }
+  return figs;
 }
 
 /**
@@ -329,6 +544,7 @@ export async function writeSamples(
     })
   ) {
     parts.push(b.x);
+    await checkStop("sample-grid"); // a signal drops the grid here, between batches
     const done = parts.reduce((k, p) => k + p.length, 0) / numel(shape);
     const seconds = (performance.now() - started) / 1000;
     if (log && seconds > 3 && done < n) log.progress(done, n, done / seconds, "sample grid");

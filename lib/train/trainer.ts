@@ -5,9 +5,10 @@ import * as tf from "@tensorflow/tfjs";
 import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
+import { oneHotLabels } from "../models/network.ts";
 import { disposeParams, numel, type Params, trainableParams } from "../nn/params.ts";
 import { Rng, type RngState } from "../rng.ts";
-import { LOOP_KEYS, type TrainConfig, validateConfig } from "./config.ts";
+import { LOOP_KEYS, type TrainConfig, validateConfig, withLoopDefaults } from "./config.ts";
 import { type MemoryPlan, type PlanLimits, planLimits, planMemory } from "./memory_plan.ts";
 import { type Communicator, localCommunicator } from "../distributed/mpi.ts";
 import type { Shard } from "../data/dataset.ts";
@@ -21,6 +22,10 @@ export interface TrainState {
   rng: RngState;
   loader: LoaderState;
   optimizerStep: number;
+  /** Steps whose batch (and step plan) the guard skipped, once per skip: drawn, thrown away, then another. */
+  skip?: number[];
+  /** The last `spikeWindow` losses (the spike check's median): resumes decide as the uninterrupted run. */
+  recentLosses?: number[];
 }
 
 /** What one step reports. */
@@ -36,15 +41,53 @@ export interface StepMetrics {
   stop: boolean;
 }
 
+/** Why the divergence guard refused a step: what it saw, and what went non-finite. */
+export interface Divergence {
+  kind: "non-finite" | "spike";
+  /** The step's k (0-based). */
+  k: number;
+  loss: number;
+  gradNorm: number;
+  n: number;
+  lr: number;
+  /** The median of the recent losses the spike was measured against. */
+  median?: number;
+  /** What went non-finite: "loss", "gradient <name>", "input samples <indices>" (this rank's shard). */
+  nonFinite: string[];
+  /** The losses of the steps before it (oldest first). */
+  recentLosses: number[];
+}
+
+/** A step the divergence guard refused (NaN/Inf loss or gradient, or a loss spike): nothing was updated. */
+export class DivergenceError extends Error {
+  constructor(readonly divergence: Divergence) {
+    super(describeDivergence(divergence));
+    this.name = "DivergenceError";
+  }
+  /** The old name's fields. */
+  get metrics() {
+    const d = this.divergence;
+    return { k: d.k, loss: d.loss, n: d.n, lr: d.lr, gradNorm: d.gradNorm };
+  }
+}
+
 /** A loss or gradient that is NaN or ±Inf. The parameters were NOT updated with it. */
-export class NonFiniteLossError extends Error {
-  constructor(readonly metrics: Omit<StepMetrics, "seconds" | "stop">) {
-    super(
-      `the loss or its gradient is not finite at step ${metrics.k} (loss ${metrics.loss}, gradient norm ` +
-        `${metrics.gradNorm}, N(k) = ${metrics.n}, lr = ${metrics.lr}); the parameters were not updated with it`,
-    );
+export class NonFiniteLossError extends DivergenceError {
+  constructor(divergence: Divergence) {
+    super(divergence);
     this.name = "NonFiniteLossError";
   }
+}
+
+export function describeDivergence(d: Divergence): string {
+  const what = d.kind === "non-finite"
+    ? `the loss or its gradient is not finite at step ${d.k} (loss ${d.loss}, gradient norm ${d.gradNorm}; ` +
+      `non-finite: ${d.nonFinite.join("; ") || "the all-reduced sum only"})`
+    : `the loss spiked at step ${d.k}: ${d.loss.toPrecision(4)} is over ${
+      (d.loss / d.median!).toFixed(1)
+    }× the median ${d.median!.toPrecision(4)} of the last ${d.recentLosses.length} steps (gradient norm ` +
+      `${d.gradNorm.toPrecision(4)})`;
+  return `${what}; N(k) = ${d.n}, lr = ${d.lr}; the parameters were not updated with it`;
 }
 
 // Separate streams from one seed: parameters, the step RNG, the data order.
@@ -66,6 +109,10 @@ export class Trainer {
     private steps: number,
     /** The data-parallel ranks: each takes its shard of every batch; gradients are summed over all. */
     readonly comm: Communicator,
+    /** Batches to skip before step k's, by k (the divergence guard's rollbacks). */
+    readonly skip: Map<number, number> = new Map(),
+    /** The last spikeWindow losses. */
+    private recentLosses: number[] = [],
   ) {}
 
   /**
@@ -113,7 +160,7 @@ export class Trainer {
     // One read: the stored config says which groups and shapes the file must hold.
     const saved = await loadCheckpoint(path, (stored) => {
       if (!(stored as TrainConfig)?.model) throw new CheckpointError(path, "has no training config");
-      config = resumedConfig(stored as TrainConfig, current);
+      config = resumedConfig(withLoopDefaults(stored as TrainConfig), current);
       validateConfig(config);
       model = modelFor(config, dataset);
       const specs = model.network.specs;
@@ -159,6 +206,8 @@ export class Trainer {
       loaderFor(config!, model!, dataset, state.loader),
       state.step,
       comm,
+      new Map((state.skip ?? []).reduce((m, k) => m.set(k, (m.get(k) ?? 0) + 1), new Map<number, number>())),
+      state.recentLosses ?? [],
     );
   }
 
@@ -175,9 +224,18 @@ export class Trainer {
     const started = performance.now();
     const c = this.config;
     const k = this.steps;
-    const plan = planStep(c, k, this.rng); // the same on every rank: the RNG state is global
     const shard = this.shard();
-    const batch = this.loader.next(shard);
+    for (let i = 0; i < (this.skip.get(k) ?? 0); i++) {
+      // The guard refused this step's data: its plan and batch are drawn as before and thrown away.
+      planStep(c, k, this.rng);
+      this.loader.nextHost(shard);
+    }
+    const plan = planStep(c, k, this.rng); // the same on every rank: the RNG state is global
+    const host = this.loader.nextHost(shard);
+    const batch = {
+      x: tf.tensor(host.x, [shard?.count ?? c.batch, ...this.loader.dataset.sampleShape], "float32"),
+      labels: host.labels ? oneHotLabels(host.labels, this.loader.dataset.labelDim) : undefined,
+    };
     const lr = c.optimizer.lr;
     let result;
     try {
@@ -197,14 +255,36 @@ export class Trainer {
     const { loss, grads, gradNorm, stop } = this.comm.size > 1
       ? await allReduceStep(this.comm, result, stopRequested)
       : { ...result, stop: stopRequested };
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+    // The divergence guard: every rank sees the same all-reduced loss and norm, so all decide alike.
+    const recent = [...this.recentLosses];
+    const median = medianOf(recent);
+    const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
+    const spike = finite && c.spikeFactor > 0 && recent.length >= Math.min(c.spikeWindow, 20) &&
+      loss > c.spikeFactor * median;
+    if (!finite || spike) {
+      const nonFinite = finite ? [] : await nonFiniteParts(loss, grads, host);
       for (const g of grads.values()) g.dispose();
-      throw new NonFiniteLossError({ k, loss, n: plan.n, lr, gradNorm });
+      const d: Divergence = {
+        kind: finite ? "spike" : "non-finite",
+        k,
+        loss,
+        gradNorm,
+        n: plan.n,
+        lr,
+        median: spike ? median : undefined,
+        nonFinite,
+        recentLosses: recent,
+      };
+      throw finite ? new DivergenceError(d) : new NonFiniteLossError(d);
     }
     this.optimizer.update(grads, lr);
     for (const g of grads.values()) g.dispose();
     emaUpdate(this.ema, this.params, c.emaDecay); // student EMA, for sampling
     if (this.teacher) emaUpdate(this.teacher, this.params, plan.mu); // CT: θ⁻ ← μ(k)θ⁻ + (1 − μ(k))θ
+    this.recentLosses.push(loss);
+    if (this.recentLosses.length > c.spikeWindow) {
+      this.recentLosses.splice(0, this.recentLosses.length - c.spikeWindow);
+    }
     this.steps = k + 1;
     return { k, loss, n: plan.n, lr, gradNorm, seconds: (performance.now() - started) / 1000, stop };
   }
@@ -230,6 +310,8 @@ export class Trainer {
       rng: this.rng.state(),
       loader: this.loader.state(),
       optimizerStep: this.optimizer.step,
+      skip: [...this.skip].sort(([a], [b]) => a - b).flatMap(([k, n]) => Array(n).fill(k)),
+      recentLosses: [...this.recentLosses],
     };
     await saveCheckpoint(path, { config: this.config, groups, state });
   }
@@ -240,6 +322,43 @@ export class Trainer {
     if (this.teacher) disposeParams(this.teacher);
     this.optimizer.dispose();
   }
+}
+
+function medianOf(values: number[]): number {
+  if (!values.length) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** What went non-finite in a refused step: the loss, which gradients, which input samples. */
+async function nonFiniteParts(
+  loss: number,
+  grads: Map<string, tf.Tensor>,
+  host: { x: Float32Array; indices: Uint32Array },
+): Promise<string[]> {
+  const out: string[] = [];
+  if (!Number.isFinite(loss)) out.push(`loss ${loss}`);
+  const names = [...grads.keys()].sort();
+  const counts = tf.tidy(() =>
+    tf.stack(names.map((n) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(grads.get(n)!)), "float32"))))
+  );
+  const bad = await counts.data();
+  counts.dispose();
+  const badNames = names.filter((_, i) => bad[i] > 0);
+  if (badNames.length) {
+    out.push(
+      `gradient of ${badNames.slice(0, 8).join(", ")}${
+        badNames.length > 8 ? ` and ${badNames.length - 8} more` : ""
+      }`,
+    );
+  }
+  const per = host.x.length / host.indices.length;
+  const samples = Array.from(host.indices).filter((_, b) =>
+    host.x.subarray(b * per, (b + 1) * per).some((v) => !Number.isFinite(v))
+  );
+  if (samples.length) out.push(`input samples ${samples.slice(0, 16).join(", ")} (dataset indices)`);
+  return out;
 }
 
 /**
