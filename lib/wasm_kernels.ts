@@ -12,8 +12,11 @@ type Conv2DAttrs = {
 
 /**
  * dL/dW of conv2d (NHWC, dilation 1): dW[kh, kw, ci, co] = Σ_{b, oh, ow} x_pad[b, oh·s + kh, ow·s + kw, ci] · dy[b, oh, ow, co].
- * That is a correlation of x_pad with dy over (b, oh, ow): run it as a conv2d with the batch as channels,
- * x as [Ci, H, W, B], dy as the filter [OH, OW, B, Co], dilated by the stride; keep the first KH × KW outputs.
+ * That is one matrix product P·D over n = (oh, ow, b): P[(kh, kw, ci), n] holds the KH·KW shifted (strided)
+ * windows of x_pad, channels first, and D[n, co] is dy. It runs as a 1×1 convolution (XNNPACK's threaded
+ * GEMM): P as an image of KH·KW·Ci pixels with n channels, D as the filter. The earlier form, one convolution
+ * with the batch as channels and dy as a [OH, OW, B, Co] filter, fed XNNPACK B-wide slivers (1 at batch 1)
+ * and took 5× longer.
  */
 export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Conv2DAttrs): tf.Tensor4D {
   if (attrs.dataFormat !== "NHWC") throw new Error("wasm Conv2DBackpropFilter supports NHWC only");
@@ -29,15 +32,44 @@ export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Con
   );
   const { top, bottom, left, right } = info.padInfo;
   const [kh, kw] = [info.filterHeight, info.filterWidth];
+  const [sh, sw] = [info.strideHeight, info.strideWidth];
+  const [b, oh, ow, co] = dy.shape;
+  const ci = x.shape[3];
+  const n = oh * ow * b;
   return tf.tidy(() => {
+    // Negative padding (a "valid"-like crop) never happens in TF.js's padInfo; keep the guard of the old form.
     const xPad = tf.pad(x, [[0, 0], [Math.max(top, 0), Math.max(bottom, 0)], [
       Math.max(left, 0),
       Math.max(right, 0),
     ], [0, 0]]);
     const xT = tf.transpose(xPad, [3, 1, 2, 0]) as tf.Tensor4D; // [Ci, Hp, Wp, B]
-    const dyT = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [OH, OW, B, Co]
-    const full = tf.conv2d(xT, dyT, 1, "valid", "NHWC", [info.strideHeight, info.strideWidth]); // [Ci, ≥KH, ≥KW, Co]
-    return tf.transpose(tf.slice(full, [0, 0, 0, 0], [-1, kh, kw, -1]), [1, 2, 0, 3]) as tf.Tensor4D;
+    const windows: tf.Tensor[] = [];
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const end = [ci, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, b];
+        const win = sh === 1 && sw === 1
+          ? tf.slice(xT, [0, i, j, 0], [ci, oh, ow, b])
+          : tf.stridedSlice(xT, [0, i, j, 0], end, [1, sh, sw, 1]);
+        windows.push(win.reshape([ci, n]));
+      }
+    }
+    const patches = tf.concat(windows, 0).reshape([1, kh * kw * ci, 1, n]) as tf.Tensor4D;
+    const d = tf.transpose(dy, [1, 2, 0, 3]).reshape([1, 1, n, co]) as tf.Tensor4D; // n = (oh, ow, b)
+    return tf.conv2d(patches, d, 1, "valid").reshape([kh, kw, ci, co]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * The filter of conv2d's input gradient: flipped in space, channel axes swapped ([KH, KW, Ci, Co] →
+ * [KH, KW, Co, Ci]). Flipping by a row gather of [KH·KW, Ci·Co]: wasm's Reverse kernel took 64 ms on a
+ * [3, 3, 256, 256] filter (16% of a ncsnpp-cifar10 step).
+ */
+export function flipFilter(filter: tf.Tensor4D): tf.Tensor4D {
+  const [kh, kw, ci, co] = filter.shape;
+  return tf.tidy(() => {
+    const rows = tf.tensor1d(Array.from({ length: kh * kw }, (_, i) => kh * kw - 1 - i), "int32");
+    const flipped = tf.gather(filter.reshape([kh * kw, ci, co]), rows);
+    return tf.transpose(flipped, [0, 2, 1]).reshape([kh, kw, co, ci]) as tf.Tensor4D;
   });
 }
 
@@ -91,8 +123,77 @@ export function conv2dInputGradient(
       padded.shape[2] - Math.max(-left, 0) - Math.max(-right, 0),
       co,
     ]);
-    const flipped = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D; // [KH, KW, Co, Ci]
-    return tf.conv2d(cropped as tf.Tensor4D, flipped, 1, "valid");
+    return tf.conv2d(cropped as tf.Tensor4D, flipFilter(filter), 1, "valid");
+  });
+}
+
+/**
+ * a·b (optionally transposed) over broadcast batch dimensions, as 1×1 convolutions: XNNPACK's threaded GEMM.
+ * TF.js's wasm BatchMatMul runs single-threaded at ≈1.5 GFLOP/s ([8,1,256,256]·[8,1,256,64], the attention of
+ * ncsnpp-small-32 at batch 8: 37 ms); as a convolution each batch entry is an image of M pixels with K
+ * channels and b's matrix is the filter. One convolution when b has no batch (or a batch of 1).
+ */
+export function batchMatMulByConv(
+  a: tf.Tensor,
+  b: tf.Tensor,
+  transposeA: boolean,
+  transposeB: boolean,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const last2 = (t: tf.Tensor) => [...t.shape.keys()].map((i) => i < t.rank - 2 ? i : 2 * t.rank - 3 - i);
+    const am = transposeA ? tf.transpose(a, last2(a)) : a;
+    const bm = transposeB ? tf.transpose(b, last2(b)) : b;
+    const [m, k] = am.shape.slice(-2);
+    const n = bm.shape[bm.rank - 1];
+    if (bm.shape[bm.rank - 2] !== k) {
+      throw new Error(`BatchMatMul: inner dimensions ${k} and ${bm.shape[bm.rank - 2]} differ`);
+    }
+    const batchShape = tf.backend_util.assertAndGetBroadcastShape(
+      am.shape.slice(0, -2),
+      bm.shape.slice(0, -2),
+    );
+    const batch = batchShape.reduce((p, q) => p * q, 1);
+    const bBatch = bm.shape.slice(0, -2).reduce((p, q) => p * q, 1);
+    let out: tf.Tensor;
+    if (bBatch === 1) {
+      // Every entry of a against the one matrix b: one GEMM of batch·M rows.
+      const rows = tf.broadcastTo(am, [...batchShape, m, k]).reshape([1, batch * m, 1, k]) as tf.Tensor4D;
+      out = tf.conv2d(rows, bm.reshape([1, 1, k, n]) as tf.Tensor4D, 1, "valid");
+    } else {
+      const a3 = tf.broadcastTo(am, [...batchShape, m, k]).reshape([batch, m, k]);
+      const b3 = tf.broadcastTo(bm, [...batchShape, k, n]).reshape([batch, k, n]);
+      const as = tf.unstack(a3);
+      const bs = tf.unstack(b3);
+      out = tf.concat(
+        as.map((ai, i) =>
+          tf.conv2d(
+            ai.reshape([1, m, 1, k]) as tf.Tensor4D,
+            bs[i].reshape([1, 1, k, n]) as tf.Tensor4D,
+            1,
+            "valid",
+          )
+        ),
+        0,
+      );
+    }
+    return out.reshape([...batchShape, m, n]);
+  });
+}
+
+/** BatchMatMul on `backend` by batchMatMulByConv, for float32; other dtypes go to the backend's own kernel. */
+function registerBatchMatMul(backend: string): void {
+  const own = tf.getKernel("BatchMatMul", backend);
+  if (!own) throw new Error(`${backend} has no BatchMatMul kernel to replace`);
+  tf.unregisterKernel("BatchMatMul", backend);
+  tf.registerKernel({
+    kernelName: "BatchMatMul",
+    backendName: backend,
+    kernelFunc: (args) => {
+      const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
+      if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      return batchMatMulByConv(a, b, transposeA, transposeB);
+    },
   });
 }
 
@@ -141,12 +242,17 @@ function registerInputGradient(backend: string): void {
 
 let registered = false;
 
-/** Register the missing (filter) and the faster (input) conv gradient kernels on wasm (idempotent). */
+/**
+ * Register the missing (filter) and the faster (input) conv gradient kernels on wasm, and its matrix product
+ * on XNNPACK's GEMM (idempotent).
+ */
 export function registerWasmTrainingKernels(): void {
   if (registered) return;
   registered = true;
   registerInputGradient("wasm");
   registerFilterGradient("wasm");
+  registerBatchMatMul("wasm");
+  registerGroupNorm();
 }
 
 let webgpuRegistered = false;
@@ -162,4 +268,268 @@ export function registerWebgpuTrainingKernels(): void {
   webgpuRegistered = true;
   registerInputGradient("webgpu");
   registerFilterGradient("webgpu");
+}
+
+// ---- GroupNorm (+ SiLU), one pass each way, in JavaScript on the wasm heap ------------------------------
+//
+// GroupNorm then SiLU as TF.js ops is ~10 small kernels forward and ~25 backward (moments, broadcasts,
+// sigmoid, their gradients), each a separate single-threaded pass with broadcasting. Here: one kernel computes
+// y = act(γ·(x − μ)·r + β) and the group statistics (μ, r = 1/√(σ² + ε), sums in float64), one computes
+// dx, dγ, dβ from them. NHWC, groups of C/G consecutive channels.
+
+/** What a kernel needs of the wasm backend: outputs on its heap and views of tensors there. */
+interface HeapBackend {
+  makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+
+interface GroupNormAttrs {
+  groups: number;
+  eps: number;
+  silu: boolean;
+}
+
+/** Forward: y = act(γ·(x − μ_g)·r_g + β); writes mean and rstd, both [B, G]. */
+export function groupNormForward(
+  x: Float32Array,
+  shape: readonly number[],
+  gamma: Float32Array,
+  beta: Float32Array,
+  a: GroupNormAttrs,
+  y: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+): void {
+  const [b, h, w, c] = shape;
+  const p = h * w;
+  const g = a.groups;
+  const cg = c / g;
+  const n = p * cg;
+  const s1 = new Float64Array(c);
+  const s2 = new Float64Array(c);
+  const scale = new Float32Array(c);
+  const shift = new Float32Array(c);
+  for (let bi = 0; bi < b; bi++) {
+    const base = bi * p * c;
+    s1.fill(0);
+    s2.fill(0);
+    for (let i = 0; i < p; i++) {
+      const o = base + i * c;
+      for (let ch = 0; ch < c; ch++) {
+        const v = x[o + ch];
+        s1[ch] += v;
+        s2[ch] += v * v;
+      }
+    }
+    for (let gi = 0; gi < g; gi++) {
+      let m = 0;
+      let q = 0;
+      for (let j = gi * cg; j < (gi + 1) * cg; j++) {
+        m += s1[j];
+        q += s2[j];
+      }
+      m /= n;
+      const variance = Math.max(q / n - m * m, 0);
+      const r = 1 / Math.sqrt(variance + a.eps);
+      mean[bi * g + gi] = m;
+      rstd[bi * g + gi] = r;
+      for (let j = gi * cg; j < (gi + 1) * cg; j++) {
+        scale[j] = gamma[j] * r;
+        shift[j] = beta[j] - m * r * gamma[j];
+      }
+    }
+    for (let i = 0; i < p; i++) {
+      const o = base + i * c;
+      if (a.silu) {
+        for (let ch = 0; ch < c; ch++) {
+          const v = x[o + ch] * scale[ch] + shift[ch];
+          y[o + ch] = v / (1 + Math.exp(-v));
+        }
+      } else {
+        for (let ch = 0; ch < c; ch++) y[o + ch] = x[o + ch] * scale[ch] + shift[ch];
+      }
+    }
+  }
+}
+
+/**
+ * Backward: with x̂ = (x − μ)·r and n = γ·x̂ + β, dn = dy·σ(n)·(1 + n·(1 − σ(n))) after SiLU (dy without);
+ * dβ = Σ dn, dγ = Σ dn·x̂, dx = r·(γ·dn − mean_g(γ·dn) − x̂·mean_g(γ·dn·x̂)).
+ */
+export function groupNormBackward(
+  dy: Float32Array,
+  x: Float32Array,
+  shape: readonly number[],
+  gamma: Float32Array,
+  beta: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+  a: GroupNormAttrs,
+  dx: Float32Array,
+  dgamma: Float32Array,
+  dbeta: Float32Array,
+): void {
+  const [b, h, w, c] = shape;
+  const p = h * w;
+  const g = a.groups;
+  const cg = c / g;
+  const n = p * cg;
+  const db = new Float64Array(c);
+  const dg = new Float64Array(c);
+  const dbAll = new Float64Array(c);
+  const dgAll = new Float64Array(c);
+  const mu = new Float32Array(c);
+  const r = new Float32Array(c);
+  const m1 = new Float32Array(c);
+  const m2 = new Float32Array(c);
+  for (let bi = 0; bi < b; bi++) {
+    const base = bi * p * c;
+    for (let ch = 0; ch < c; ch++) {
+      const gi = Math.floor(ch / cg);
+      mu[ch] = mean[bi * g + gi];
+      r[ch] = rstd[bi * g + gi];
+    }
+    db.fill(0);
+    dg.fill(0);
+    // Pass 1: dn (kept in dx), per-channel sums of dn and dn·x̂.
+    for (let i = 0; i < p; i++) {
+      const o = base + i * c;
+      for (let ch = 0; ch < c; ch++) {
+        const xh = (x[o + ch] - mu[ch]) * r[ch];
+        let d = dy[o + ch];
+        if (a.silu) {
+          const v = gamma[ch] * xh + beta[ch];
+          const s = 1 / (1 + Math.exp(-v));
+          d *= s * (1 + v * (1 - s));
+        }
+        dx[o + ch] = d;
+        db[ch] += d;
+        dg[ch] += d * xh;
+      }
+    }
+    for (let gi = 0; gi < g; gi++) {
+      let t1 = 0;
+      let t2 = 0;
+      for (let j = gi * cg; j < (gi + 1) * cg; j++) {
+        t1 += gamma[j] * db[j];
+        t2 += gamma[j] * dg[j];
+      }
+      for (let j = gi * cg; j < (gi + 1) * cg; j++) {
+        m1[j] = t1 / n;
+        m2[j] = t2 / n;
+      }
+    }
+    for (let ch = 0; ch < c; ch++) {
+      dbAll[ch] += db[ch];
+      dgAll[ch] += dg[ch];
+    }
+    // Pass 2: dx.
+    for (let i = 0; i < p; i++) {
+      const o = base + i * c;
+      for (let ch = 0; ch < c; ch++) {
+        const xh = (x[o + ch] - mu[ch]) * r[ch];
+        dx[o + ch] = r[ch] * (gamma[ch] * dx[o + ch] - m1[ch] - xh * m2[ch]);
+      }
+    }
+  }
+  for (let ch = 0; ch < c; ch++) {
+    dgamma[ch] = dgAll[ch];
+    dbeta[ch] = dbAll[ch];
+  }
+}
+
+const GN_FORWARD = "IctGroupNorm";
+const GN_BACKWARD = "IctGroupNormGrad";
+
+/** Register the GroupNorm kernels on wasm (their arithmetic is plain JavaScript over the heap). */
+function registerGroupNorm(): void {
+  tf.registerKernel({
+    kernelName: GN_FORWARD,
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const be = backend as unknown as HeapBackend;
+      const { x, gamma, beta } = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as GroupNormAttrs;
+      const stats = [x.shape[0], a.groups];
+      const outs = [
+        be.makeOutput([...x.shape], "float32"),
+        be.makeOutput(stats, "float32"),
+        be.makeOutput(stats, "float32"),
+      ];
+      // Views after every allocation: a growing heap replaces its buffer.
+      const [y, mean, rstd] = outs.map((t) => be.typedArrayFromHeap(t));
+      const view = (t: tf.TensorInfo) => be.typedArrayFromHeap(t);
+      groupNormForward(view(x), x.shape, view(gamma), view(beta), a, y, mean, rstd);
+      return outs;
+    },
+  });
+  tf.registerKernel({
+    kernelName: GN_BACKWARD,
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const be = backend as unknown as HeapBackend;
+      const { dy, x, gamma, beta, mean, rstd } = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as GroupNormAttrs;
+      const outs = [
+        be.makeOutput([...x.shape], "float32"),
+        be.makeOutput([...gamma.shape], "float32"),
+        be.makeOutput([...gamma.shape], "float32"),
+      ];
+      const [dx, dgamma, dbeta] = outs.map((t) => be.typedArrayFromHeap(t));
+      const view = (t: tf.TensorInfo) => be.typedArrayFromHeap(t);
+      groupNormBackward(
+        view(dy),
+        view(x),
+        x.shape,
+        view(gamma),
+        view(beta),
+        view(mean),
+        view(rstd),
+        a,
+        dx,
+        dgamma,
+        dbeta,
+      );
+      return outs;
+    },
+  });
+}
+
+/** Is the fused GroupNorm kernel there for the current backend? */
+export function hasFusedGroupNorm(): boolean {
+  return tf.getKernel(GN_FORWARD, tf.getBackend()) !== undefined;
+}
+
+/**
+ * GroupNorm of x [B, H, W, C] (float32) with per-channel γ, β, then SiLU when `silu`, by the fused kernels
+ * (with their gradient). Only where hasFusedGroupNorm().
+ */
+export function fusedGroupNorm(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  attrs: GroupNormAttrs,
+): tf.Tensor4D {
+  const f = tf.customGrad(
+    ((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor, save: tf.GradSaveFunc) => {
+      const [y, mean, rstd] = tf.engine().runKernel(
+        GN_FORWARD,
+        { x: xx, gamma: gg, beta: bb },
+        attrs as unknown as tf.NamedAttrMap,
+      ) as tf.Tensor[];
+      save([xx, gg, bb, mean, rstd]);
+      return {
+        value: y,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sx, sg, sb, sm, sr] = saved;
+          return tf.engine().runKernel(
+            GN_BACKWARD,
+            { dy: dy as tf.Tensor, x: sx, gamma: sg, beta: sb, mean: sm, rstd: sr },
+            attrs as unknown as tf.NamedAttrMap,
+          ) as tf.Tensor[];
+        },
+      };
+    }) as unknown as (...args: (tf.Tensor | tf.GradSaveFunc)[]) => { value: tf.Tensor; gradFunc: never },
+  );
+  return f(x, gamma, beta) as tf.Tensor4D;
 }

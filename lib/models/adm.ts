@@ -157,7 +157,7 @@ export class Adm implements Network {
         skips.push(h);
       }
       h = runDecoder(this.dec, p, h, skips, emb, ctx);
-      return this.outConv.apply(p, silu(this.outNorm.apply(p, h)) as tf.Tensor4D);
+      return this.outConv.apply(p, this.outNorm.apply(p, h, "silu"));
     });
   }
 }

@@ -186,7 +186,7 @@ export class Ncsnpp implements Network {
         }
       }
       h = runDecoder(this.dec, p, h, skips, emb, ctx);
-      return this.outConv.apply(p, silu(this.outNorm.apply(p, h)) as tf.Tensor4D);
+      return this.outConv.apply(p, this.outNorm.apply(p, h, "silu"));
     });
   }
 }

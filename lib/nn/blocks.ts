@@ -104,13 +104,13 @@ export class ResBlock {
   /** x: [B, H, W, in]; emb: [B, embChannels] (already through its activation). */
   apply(p: Params, x: tf.Tensor4D, emb: tf.Tensor2D, ctx: ForwardContext): tf.Tensor4D {
     const orig = x;
-    let h = this.conv0.apply(p, silu(this.norm0.apply(p, x)) as tf.Tensor4D);
+    let h = this.conv0.apply(p, this.norm0.apply(p, x, "silu"));
     const e = this.affine.apply(p, emb).reshape([emb.shape[0], 1, 1, -1]);
     if (this.opts.scaleShift) {
       const [scale, shift] = tf.split(e, 2, 3);
       h = silu(tf.add(tf.mul(this.norm1.apply(p, h), tf.add(scale, 1)), shift)) as tf.Tensor4D;
     } else {
-      h = silu(this.norm1.apply(p, tf.add(h, e) as tf.Tensor4D)) as tf.Tensor4D;
+      h = this.norm1.apply(p, tf.add(h, e) as tf.Tensor4D, "silu");
     }
     h = this.conv1.apply(p, this.dropout.apply(h, ctx) as tf.Tensor4D);
     x = tf.mul(tf.add(h, this.skip ? this.skip.apply(p, orig) : orig), this.opts.skipScale);

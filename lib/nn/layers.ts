@@ -4,8 +4,8 @@
 // reshape instead), and conv2d only with stride 1 and "same" padding (its gradients on wasm come from
 // lib/wasm_kernels.ts).
 import * as tf from "@tensorflow/tfjs";
-import { type ForwardContext, get, type Init, type Params, type Scope } from "./params.ts";
-import { Rng } from "../rng.ts";
+import { get, type Init, type Params, type Scope } from "./params.ts";
+import { fusedGroupNorm, hasFusedGroupNorm } from "../wasm_kernels.ts";
 
 /** An initializer family as EDM writes it: mode, and gains for the weight and the bias. */
 export interface InitMode {
@@ -254,12 +254,18 @@ export class GroupNorm {
     scope.addCost(0, channels * resolution[0] * resolution[1]);
   }
 
-  apply(p: Params, x: tf.Tensor4D): tf.Tensor4D {
+  /** GroupNorm, then SiLU when `act` is "silu" (one fused kernel each way where the backend has it: wasm). */
+  apply(p: Params, x: tf.Tensor4D, act: "none" | "silu" = "none"): tf.Tensor4D {
+    const [gamma, beta] = [get(p, this.weight), get(p, this.bias)];
+    if (x.dtype === "float32" && hasFusedGroupNorm()) {
+      return fusedGroupNorm(x, gamma, beta, { groups: this.groups, eps: this.eps, silu: act === "silu" });
+    }
     const [b, h, w, c] = x.shape;
     const g = x.reshape([b, h * w, this.groups, c / this.groups]);
     const { mean, variance } = tf.moments(g, [1, 3], true);
     const normed = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape([b, h, w, c]);
-    return tf.add(tf.mul(normed, get(p, this.weight)), get(p, this.bias)) as tf.Tensor4D;
+    const y = tf.add(tf.mul(normed, gamma), beta) as tf.Tensor4D;
+    return act === "silu" ? silu(y) as tf.Tensor4D : y;
   }
 }
 

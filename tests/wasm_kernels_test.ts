@@ -1,0 +1,164 @@
+// The kit's own wasm kernels (lib/wasm_kernels.ts) against cpu's kernels, and their gradients against central
+// finite differences on wasm. Small shapes: these check values, not speed (`deno task bench:step` times them).
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import { Rng } from "../lib/rng.ts";
+import { assertClose } from "../lib/testing.ts";
+import { hasFusedGroupNorm, registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
+import { GroupNorm } from "../lib/nn/layers.ts";
+import { Scope } from "../lib/nn/params.ts";
+
+registerWasmTrainingKernels();
+
+function randn(shape: number[], seed: number): tf.Tensor {
+  const r = Rng.seeded(seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal()), shape);
+}
+
+/** f on `backend` with tensors made there from the same seeds; every output read back to the host. */
+async function on(backend: string, f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  assert.ok(await tf.setBackend(backend), `could not switch to ${backend}`);
+  const outs = tf.tidy(f);
+  const data = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(outs);
+  return data;
+}
+
+/** L = Σ g(inputs)·R: its gradient on wasm against a Richardson-extrapolated central difference along a random direction. */
+async function gradCheckWasm(
+  name: string,
+  g: (...ts: tf.Tensor[]) => tf.Tensor,
+  shapes: number[][],
+  seed: number,
+) {
+  assert.ok(await tf.setBackend("wasm"));
+  const [analytic, numeric] = tf.tidy(() => {
+    const xs = shapes.map((s, i) => randn(s, seed + i));
+    const r = randn(g(...xs).shape, seed + 100);
+    const loss = (...ts: tf.Tensor[]) => tf.sum(tf.mul(g(...ts), r));
+    const grads = tf.grads(loss)(xs);
+    const dirs = shapes.map((s, i) => randn(s, seed + 200 + i));
+    const along = (eps: number) =>
+      tf.sub(
+        loss(...xs.map((x, i) => tf.add(x, tf.mul(dirs[i], eps)))),
+        loss(...xs.map((x, i) => tf.sub(x, tf.mul(dirs[i], eps)))),
+      ).div(2 * eps);
+    const fd = tf.div(tf.sub(tf.mul(along(1e-2), 4), along(2e-2)), 3);
+    const ad = tf.addN(grads.map((gr, i) => tf.sum(tf.mul(gr, dirs[i]))));
+    return [ad, fd];
+  });
+  const [a, n] = [(await analytic.data())[0], (await numeric.data())[0]];
+  tf.dispose([analytic, numeric]);
+  assert.ok(
+    Math.abs(a - n) <= 2e-3 * Math.max(1, Math.abs(n)),
+    `${name}: autodiff ${a} vs finite difference ${n}`,
+  );
+}
+
+// TF.js's BatchMatMul gradient does not sum over broadcast batch dimensions (on every backend): the broadcast
+// cases compare the product only.
+const matmulCases: { a: number[]; b: number[]; ta: boolean; tb: boolean; broadcast?: true }[] = [
+  { a: [2, 3, 5, 4], b: [2, 3, 4, 6], ta: false, tb: false }, // a batch of products
+  { a: [3, 4, 5], b: [3, 6, 4], ta: true, tb: true },
+  { a: [2, 1, 5, 4], b: [2, 1, 6, 4], ta: false, tb: true }, // attention's q·kᵀ
+  { a: [6, 4], b: [4, 3], ta: false, tb: false }, // a dense layer: one GEMM
+  { a: [2, 5, 4], b: [4, 3], ta: false, tb: false, broadcast: true }, // b without a batch
+  { a: [1, 5, 4], b: [3, 2, 4], ta: false, tb: true, broadcast: true }, // a broadcast over b's batch
+];
+
+for (const c of matmulCases) {
+  const label = `a [${c.a}]${c.ta ? "ᵀ" : ""} · b [${c.b}]${c.tb ? "ᵀ" : ""}`;
+  Deno.test(`wasm BatchMatMul (XNNPACK GEMM) = cpu${c.broadcast ? "" : ", with both gradients"}: ${label}`, async () => {
+    const run = () => {
+      const [a, b] = [randn(c.a, 1), randn(c.b, 2)];
+      const f = (x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y, c.ta, c.tb);
+      const y = f(a, b);
+      if (c.broadcast) return [y];
+      const r = randn(y.shape, 3);
+      const [ga, gb] = tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(f(x, w), r)))([a, b]);
+      return [y, ga, gb];
+    };
+    const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
+    assert.equal(wasm.length, cpu.length);
+    for (let i = 0; i < wasm.length; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
+  });
+}
+
+Deno.test("wasm BatchMatMul gradient = finite differences (attention's shapes)", async () => {
+  await gradCheckWasm("q·kᵀ then ·v", (q, k, v) => tf.matMul(tf.matMul(q, k, false, true), v), [
+    [2, 1, 6, 3],
+    [
+      2,
+      1,
+      6,
+      3,
+    ],
+    [2, 1, 6, 3],
+  ], 11);
+});
+
+// The network's own convolutions: 3×3 "same" stride 1 at batch 1 and 2 (the filter gradient's GEMM has
+// n = OH·OW·B columns), and stride 2 "valid" (strided windows).
+const convCases: {
+  x: [number, number, number, number];
+  k: number;
+  co: number;
+  s: 1 | 2;
+  pad: "same" | "valid";
+}[] = [
+  { x: [1, 6, 5, 3], k: 3, co: 4, s: 1, pad: "same" },
+  { x: [2, 5, 5, 2], k: 3, co: 3, s: 1, pad: "same" },
+  { x: [2, 7, 6, 2], k: 3, co: 3, s: 2, pad: "valid" },
+  { x: [1, 4, 4, 5], k: 1, co: 2, s: 1, pad: "same" },
+];
+for (const c of convCases) {
+  Deno.test(`wasm conv2d gradients = cpu's own kernels and finite differences: x [${c.x}], ${c.k}×${c.k}, stride ${c.s}, ${c.pad}`, async () => {
+    const w = [c.k, c.k, c.x[3], c.co];
+    const f = (x: tf.Tensor, f: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, c.s, c.pad);
+    const run = () => {
+      const [x, fl] = [randn(c.x, 4), randn(w, 5)];
+      const r = randn(f(x, fl).shape, 6);
+      return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, b), r)))([x, fl]);
+    };
+    const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
+    for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-4, rtol: 1e-4 });
+    await gradCheckWasm("conv2d", f, [c.x, w], 21);
+  });
+}
+
+// GroupNorm (+ SiLU): the fused kernel on wasm against the composite ops on cpu, with γ, β away from 1, 0.
+for (
+  const c of [
+    { x: [2, 3, 4, 8], eps: 1e-6 }, // 2 groups of 4 channels
+    { x: [1, 5, 3, 12], eps: 1e-5 }, // 3 groups
+    { x: [3, 2, 2, 4], eps: 1e-6 }, // 1 group; 4 values per group and sample
+  ]
+) {
+  for (const act of ["none", "silu"] as const) {
+    Deno.test(`wasm fused GroupNorm${act === "silu" ? " + SiLU" : ""} = cpu's ops, with gradients: x [${c.x}]`, async () => {
+      const scope = Scope.root();
+      const layer = new GroupNorm(scope.child("n"), c.x[3], [c.x[1], c.x[2]], c.eps);
+      const f = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) =>
+        layer.apply(new Map([[layer.weight, gamma], [layer.bias, beta]]), x as tf.Tensor4D, act);
+      const shapes = [c.x, [c.x[3]], [c.x[3]]];
+      const run = () => {
+        const ins = shapes.map((s, i) =>
+          tf.add(tf.mul(randn(s, 30 + i), i === 0 ? 2 : 0.5), i === 0 ? 0.7 : 0.2)
+        );
+        const y = f(ins[0], ins[1], ins[2]);
+        const r = randn(y.shape, 40);
+        return [
+          y,
+          ...tf.grads((a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => tf.sum(tf.mul(f(a, b, d), r)))(ins),
+        ];
+      };
+      const cpu = await on("cpu", run);
+      assert.ok(await tf.setBackend("wasm"));
+      assert.ok(hasFusedGroupNorm(), "the fused kernel is registered on wasm");
+      const wasm = await on("wasm", run);
+      for (let i = 0; i < 4; i++) await assertClose(wasm[i], cpu[i], { atol: 2e-5, rtol: 2e-5 });
+      await gradCheckWasm(`GroupNorm ${act}`, f, shapes, 50);
+    });
+  }
+}
