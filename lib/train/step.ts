@@ -150,7 +150,11 @@ export async function lossAndGrads(
   }
   // The one read from the device per step (a sync point): the loss and the squared gradient norm.
   const readout = tf.tidy(() =>
-    tf.stack([total!.loss, tf.addN([...total!.grads.values()].map((g) => tf.sum(tf.square(g))))])
+    // concat, not addN: webgpu's AddN binds every input at once and fails past 8 (llvmpipe's limit).
+    tf.stack([
+      total!.loss,
+      tf.sum(tf.concat([...total!.grads.values()].map((g) => tf.sum(tf.square(g)).reshape([1])))),
+    ])
   );
   const [loss, squaredNorm] = await readout.data(); // async: webgpu cannot read synchronously
   tf.dispose([readout, total!.loss]);
