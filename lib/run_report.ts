@@ -10,8 +10,12 @@ import { listCheckpoints, type MetricsLine } from "./train/run.ts";
 export interface RunOnDisk {
   dir: string;
   config: TrainConfig;
-  /** metrics.jsonl, one entry per logged step, in step order. */
+  /** metrics.jsonl's loss lines, one per logged step, in step order. */
   metrics: MetricsLine[];
+  /** metrics.jsonl's evaluation lines (`eval: true`; 1- and 2-step scores of the EMA student), in step order. */
+  evals: { step: number; metric: string; "1-step": number; "2-step": number }[];
+  /** metrics.jsonl's event lines (rollback, failed checkpoint write, …), in step order. */
+  events: { step: number; event: string; message: string }[];
   /** samples/step-*.png, oldest first. */
   samples: { step: number; path: string }[];
   /** checkpoints/step-*.safetensors, oldest first. */
@@ -43,13 +47,16 @@ export async function readRun(dir: string): Promise<RunOnDisk> {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  const metrics = text.split("\n").filter((l) => l.trim()).map((l, i) => {
+  const lines = text.split("\n").filter((l) => l.trim()).map((l, i) => {
     try {
-      return JSON.parse(l) as MetricsLine;
+      return JSON.parse(l) as Record<string, unknown> & { step: number };
     } catch {
       throw new Error(`${dir}/metrics.jsonl line ${i + 1} is not JSON: ${l.slice(0, 80)}`);
     }
   }).sort((a, b) => a.step - b.step);
+  const metrics = lines.filter((l) => "loss" in l && !("event" in l)) as unknown as MetricsLine[];
+  const evals = lines.filter((l) => l.eval === true) as unknown as RunOnDisk["evals"];
+  const events = lines.filter((l) => "event" in l) as unknown as RunOnDisk["events"];
   const samples: { step: number; path: string }[] = [];
   try {
     for await (const e of Deno.readDir(`${dir}/samples`)) {
@@ -61,7 +68,7 @@ export async function readRun(dir: string): Promise<RunOnDisk> {
   }
   samples.sort((a, b) => a.step - b.step);
   const checkpoints = (await listCheckpoints(dir)).reverse();
-  return { dir, config, metrics, samples, checkpoints };
+  return { dir, config, metrics, evals, events, samples, checkpoints };
 }
 
 /** `metric` of a run against step, with N(k) on a second axis (log scale for loss and gradient norm). */
@@ -112,6 +119,18 @@ export async function showRun(
   const run = await readRun(dir);
   if (run.metrics.length) await showPlot(runMetricFigure(run, opts.metric ?? "loss"));
   else console.log(`${dir}: no metrics.jsonl lines yet`);
+  if (run.evals.length) {
+    const steps = run.evals.map((e) => e.step);
+    await showPlot(figure([
+      line(steps, run.evals.map((e) => e["1-step"]), "1-step", { mode: "lines+markers" }),
+      line(steps, run.evals.map((e) => e["2-step"]), "2-step", { mode: "lines+markers" }),
+    ], {
+      title: `${run.evals[0].metric} of the EMA student's samples during training`,
+      x: "step",
+      y: run.evals[0].metric,
+    }));
+  }
+  for (const e of run.events) console.log(`event at step ${e.step}: ${e.event}: ${e.message}`);
   const picked = spread(run.samples, opts.maxGrids ?? 4);
   for (const s of picked) {
     await showCaptionedImage(

@@ -92,14 +92,35 @@ Deno.test("readRun reads config, metrics, sample grids and checkpoints of a run 
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(preset("toy2d")));
     const line = (step: number, loss: number) =>
       JSON.stringify({ step, loss, n: 11 + step, lr: 1e-3, imagesPerSec: 5, gradNorm: 2, time: "t" }) + "\n";
-    await Deno.writeTextFile(`${dir}/metrics.jsonl`, line(20, 0.5) + line(10, 0.9) + "\n");
+    const evalLine = JSON.stringify({
+      step: 20,
+      eval: true,
+      best: true,
+      metric: "MNIST-FD",
+      "1-step": 9,
+      "2-step": 7,
+    });
+    const event = JSON.stringify({
+      step: 15,
+      event: "rollback",
+      message: "loss not finite",
+      time: "t",
+      loss: NaN,
+    });
+    await Deno.writeTextFile(
+      `${dir}/metrics.jsonl`,
+      line(20, 0.5) + evalLine + "\n" + event + "\n" + line(10, 0.9) + "\n",
+    );
     const img = { data: new Uint8Array(4 * 4), width: 4, height: 4, channels: 1 };
     for (const s of [200, 50]) await writePng(`${dir}/samples/step-${String(s).padStart(8, "0")}.png`, img);
     await Deno.writeTextFile(`${dir}/samples/notes.txt`, "not a grid");
     await Deno.writeTextFile(`${dir}/checkpoints/step-00000050.safetensors`, "");
+    await Deno.writeTextFile(`${dir}/checkpoints/best.safetensors`, "");
     const run = await readRun(dir);
     assert.equal(run.config.preset, "toy2d");
     assert.deepEqual(run.metrics.map((m) => m.step), [10, 20]);
+    assert.deepEqual(run.evals.map((e) => [e.step, e["2-step"]]), [[20, 7]]);
+    assert.deepEqual(run.events.map((e) => e.event), ["rollback"]);
     assert.deepEqual(run.samples.map((s) => s.step), [50, 200]);
     assert.deepEqual(run.checkpoints.map((s) => s.step), [50]);
     const fig = runMetricFigure(run, "loss");
