@@ -7,8 +7,9 @@
 //
 // Signals: the first SIGINT/SIGTERM asks a stoppable task to stop: long loops (training steps, sample
 // batches, feature batches, evaluation) call `checkStop` between batches, which throws `StopRequested`;
-// `train` then saves a checkpoint and exits 0. A second signal exits at once (status 130). A task that is not
-// stoppable exits at the first signal.
+// `train` then saves a checkpoint and exits 0; a task whose result is not complete (sample, fid) exits 130
+// without writing it. A second signal exits at once (status 130). A task that is not stoppable exits at the
+// first signal.
 
 // ---- flags ------------------------------------------------------------------------------------------------
 
@@ -80,12 +81,12 @@ export function helpText(spec: TaskSpec): string {
   const rows = [...spec.flags, { name: "help", help: "print this help and exit" }].map((f) => {
     const left = `  --${f.name}${"value" in f && f.value ? ` ${f.value}` : ""}`;
     const def = "default" in f && f.default !== undefined ? ` (default ${f.default})` : "";
-    return `${left.padEnd(28)} ${f.help}${def}`;
+    return `${left.padEnd(30)} ${f.help}${def}`;
   });
   return [
     `usage: ${spec.usage}`,
     ...(rows.length ? ["flags:", ...rows] : []),
-    ...(spec.settings ? [`  --SETTING VALUE              ${spec.settings}`] : []),
+    ...(spec.settings ? [`  --SETTING VALUE                ${spec.settings}`] : []),
     ...(spec.notes ? [spec.notes] : []),
     "flags: --key value, --key=value, or a bare --key for a switch. SIGINT/SIGTERM stop a long task after its " +
     "current batch; a second signal exits at once.",
@@ -282,7 +283,7 @@ export async function runTask(main: () => Promise<void>, opts: TaskOptions = {})
   } catch (e) {
     if (e instanceof StopRequested) {
       console.error(`stopped (${e.reason}) before the task finished; nothing partial was written`);
-      Deno.exit(0);
+      Deno.exit(130);
     }
     const err = e as Error;
     console.error(Deno.env.get("ICT_DEBUG") ? err.stack : `error: ${err.message ?? err}`);

@@ -4,7 +4,7 @@
 export interface LoggerOptions {
   /** Also append every line here. */
   file?: string;
-  /** No output at all (tests). */
+  /** Nothing on stderr (tests); the log file is still written. */
   quiet?: boolean;
 }
 
@@ -20,9 +20,10 @@ export class Logger {
 
   /** One line: to stderr and the log file. */
   info(message: string): void {
-    if (this.opts.quiet) return;
-    this.clearBar();
-    Deno.stderr.writeSync(encoder.encode(message + "\n"));
+    if (!this.opts.quiet) {
+      this.clearBar();
+      Deno.stderr.writeSync(encoder.encode(message + "\n"));
+    }
     if (this.opts.file) {
       Deno.writeTextFileSync(this.opts.file, `${new Date().toISOString()} ${message}\n`, { append: true });
     }

@@ -7,9 +7,8 @@
 // `--weights standin` a synthetic set of weights stands in, and every output says so: those numbers are not FIDs.
 // `--features mnist` (or fashion-mnist) uses the small classifier of `deno task data:mnist-classifier`
 // instead: the MNIST-FD, a CPU-sized proxy for 28×28 samples that every output labels as not comparable to FID.
-import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import { type DataConfig, DATASET_NAMES } from "../lib/data/index.ts";
 import { writeFileAtomic } from "../lib/fs.ts";
 import { Logger } from "../lib/log.ts";
@@ -36,28 +35,32 @@ const perSecond = (rate: number) =>
   rate.toFixed(rate < 10 ? Math.max(1, 1 - Math.floor(Math.log10(rate))) : 0);
 
 await runTask(async () => {
-  const [mode, ...rest] = Deno.args;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      data: { type: "string" },
-      "data-dir": { type: "string" },
-      split: { type: "string", default: "train" },
-      samples: { type: "string" },
-      ref: { type: "string" },
-      n: { type: "string" },
-      is: { type: "boolean", default: false },
-      out: { type: "string" },
-      features: { type: "string", default: "inception" },
-      classifier: { type: "string" },
-      weights: { type: "string", default: "real" },
-      batch: { type: "string", default: "50" },
-      backend: { type: "string" },
-    },
+  const args = parseTaskFlags({
+    usage:
+      "deno task fid:ref --data DATASET [--data-dir DIR] [--split train|test] [--n N] [--out FILE.npz]\n" +
+      "       deno task fid --samples DIR|FILE.npz|DATASET:SPLIT --ref DATASET|FILE.npz [--n N] [--is] " +
+      "[--out FILE.json]",
+    positionals: ["mode"],
+    flags: [
+      { name: "data", value: "DATASET", help: "fid:ref: the dataset whose statistics to compute" },
+      { name: "data-dir", value: "DIR", help: "where the dataset lives" },
+      { name: "split", value: "train|test", default: "train", help: "fid:ref: the split" },
+      { name: "samples", value: "SOURCE", help: "fid: a sample folder, .npz, or DATASET:SPLIT" },
+      { name: "ref", value: "DATASET|FILE", help: "fid: the reference statistics" },
+      { name: "n", value: "N", help: "use the first N images" },
+      { name: "is", help: "fid: the Inception Score too" },
+      { name: "out", value: "FILE", help: "where to write (default data/fid_refs/… or next to the samples)" },
+      { name: "features", value: "NAME", default: "inception", help: "inception, mnist or fashion-mnist" },
+      { name: "weights", value: "real|standin", default: "real", help: "standin: NOT an FID, for tests" },
+      { name: "classifier", value: "FILE", help: "the MNIST-FD classifier file" },
+      { name: "batch", value: "B", default: "50", help: "images per network call" },
+      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+    ],
   });
-  if (mode !== "ref" && mode !== "score") {
-    throw new Error(`tasks/fid.ts takes "ref" or "score" first, got ${mode}`);
-  }
+  const mode = args.positionals.mode;
+  const values = { ...args.values, is: args.flag("is") } as Record<string, string | undefined> & {
+    is: boolean;
+  };
   if (values.weights !== "real" && values.weights !== "standin") {
     throw new Error(`--weights takes real or standin, got "${values.weights}"`);
   }
@@ -68,11 +71,8 @@ await runTask(async () => {
   if (features !== "inception" && values.is) {
     throw new Error("--is (Inception Score) needs --features inception");
   }
-  const limit = values.n !== undefined ? Number(values.n) : undefined;
-  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
-    throw new Error(`--n takes an integer > 0`);
-  }
-  const batch = Number(values.batch);
+  const limit = args.int("n", 1);
+  const batch = args.int("batch", 1)!;
   const dataConfig = (name: string): DataConfig => {
     if (!(DATASET_NAMES as readonly string[]).includes(name)) {
       throw new Error(`unknown dataset "${name}": use one of ${DATASET_NAMES.join(", ")}`);
@@ -195,4 +195,4 @@ await runTask(async () => {
     `${formatDistance(net, distance)}${is ? `  IS ${is.mean.toFixed(3)} ± ${is.std.toFixed(3)}` : ""}  ` +
       `(${r.count} images, ${perSecond(record.imagesPerSec)} images/s)\nrecord: ${out}`,
   );
-});
+}, { stoppable: true });

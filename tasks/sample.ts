@@ -4,7 +4,6 @@
 // PNG grids (up to 100 images each) plus an .npz batch of uint8 images ("arr_0" [N, H, W, C], and the class
 // labels as "arr_1" for class-conditional models: the layout FID evaluators read). 2-D toy models write the
 // points (float32 "arr_0" [N, 2]) and a scatter plot.
-import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
 import { writeNpz } from "../lib/data/npz.ts";
 import { imageGrid, scatterImage, toUint8, writePng } from "../lib/images.ts";
@@ -13,32 +12,36 @@ import { sampleMany, samplingSchedule } from "../lib/sampling.ts";
 import { concat } from "../lib/arrays.ts";
 import { latestCheckpoint } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
-import { runTask } from "../lib/cli.ts";
+import { checkStop, parseTaskFlags, runTask } from "../lib/cli.ts";
 
 await runTask(async () => {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      run: { type: "string" },
-      steps: { type: "string", default: "1" },
-      taus: { type: "string" },
-      n: { type: "string", default: "64" },
-      out: { type: "string" },
-      batch: { type: "string", default: "64" },
-      seed: { type: "string", default: "0" },
-      class: { type: "string" },
-      weights: { type: "string", default: "ema" },
-      backend: { type: "string" },
-      help: { type: "boolean", default: false },
-    },
+  const args = parseTaskFlags({
+    usage: "deno task sample --run DIR|FILE.safetensors [--steps 1|2|n | --taus 80,0.821] [--n N] " +
+      "[--out DIR|FILE.npz] [--batch B] [--seed S] [--class C] [--weights ema|params] [--backend NAME]",
+    flags: [
+      {
+        name: "run",
+        value: "DIR|FILE",
+        help: "a run directory (its newest checkpoint) or a .safetensors file",
+      },
+      { name: "steps", value: "N", default: "1", help: "sampling steps (CM Algorithm 1)" },
+      { name: "taus", value: "T1,T2,…", help: "the noise levels instead of --steps" },
+      { name: "n", value: "N", default: "64", help: "samples" },
+      { name: "out", value: "DIR|FILE.npz", help: "where to write (default RUN/samples/…)" },
+      { name: "batch", value: "B", default: "64", help: "samples per network call" },
+      { name: "seed", value: "S", default: "0", help: "the noise seed" },
+      { name: "class", value: "C", help: "class-conditional models: this class for all samples" },
+      {
+        name: "weights",
+        value: "ema|params",
+        default: "ema",
+        help: "the student's EMA or the online student",
+      },
+      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+    ],
   });
-  const usage =
-    "usage: deno task sample --run DIR|FILE.safetensors [--steps 1|2|n | --taus 80,0.821] [--n N] " +
-    "[--out DIR|FILE.npz] [--batch B] [--seed S] [--class C] [--weights ema|params] [--backend NAME]";
-  if (values.help || !values.run) {
-    console.log(usage);
-    Deno.exit(values.help ? 0 : 2);
-  }
+  const values = args.values as Record<string, string> & { taus?: string; out?: string; class?: string };
+  if (!values.run) throw new Error("--run DIR|FILE.safetensors is required (see --help)");
   const int = (name: string, v: string, min: number) => {
     const x = Number(v);
     if (!Number.isInteger(x) || x < min) throw new Error(`--${name} takes an integer >= ${min}, got "${v}"`);
@@ -93,6 +96,7 @@ await runTask(async () => {
     done += b.count;
     const rate = done / ((performance.now() - started) / 1000);
     log.progress(done, n, rate, `${rate.toFixed(1)} samples/s`);
+    await checkStop("sample"); // a signal ends the task here, before anything is written
   }
   log.clearBar();
 
@@ -120,4 +124,4 @@ await runTask(async () => {
     written.push(npzPath, `${gridBase}.png`);
   }
   console.log(`wrote ${written.length} file(s):\n  ${written.join("\n  ")}`);
-});
+}, { stoppable: true });

@@ -147,7 +147,12 @@ async function featureNetwork(c: TrainConfig, train: Dataset): Promise<FeatureNe
     throw new Error(`--eval-metric sliced-w1 is for 2-D points; ${train.name} holds images`);
   }
   if (m === "fid-standin") return await loadInception("standin");
-  const hasInception = fileSize(inceptionWeightsPath()) > 0;
+  let hasInception = true;
+  try {
+    inceptionWeightsPath(); // throws when `deno task data:inception` has not been run
+  } catch {
+    hasInception = false;
+  }
   const proxyData = c.data.dataset as ClassifierDataset;
   const mnistSized = CLASSIFIER_DATASETS.includes(proxyData) && train.sampleShape.join() === "28,28,1";
   const hasProxy = mnistSized && fileSize(classifierPath(proxyData)) > 0;

@@ -237,7 +237,7 @@ async function train(config: TrainConfig, opts: RunOptions, comm: Communicator):
       }
     }
     savedAt = step;
-    if (!(await agree(comm, !error))) {
+    if (!agree(comm, !error)) {
       failedWrites++;
       const kept = lastCheckpoint
         ? `the previous checkpoint ${lastCheckpoint} is intact`
@@ -413,7 +413,7 @@ async function train(config: TrainConfig, opts: RunOptions, comm: Communicator):
 }
 
 /** Whether every rank's `ok` is true (one all-reduce; rank 0 alone writes, so its answer is everyone's). */
-async function agree(comm: Communicator, ok: boolean): Promise<boolean> {
+function agree(comm: Communicator, ok: boolean): boolean {
   if (comm.size === 1) return ok;
   const buf = new Float32Array([comm.rank === 0 && !ok ? 1 : 0]);
   comm.allReduceSum(buf);
