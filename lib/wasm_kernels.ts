@@ -253,6 +253,7 @@ export function registerWasmTrainingKernels(): void {
   registerFilterGradient("wasm");
   registerBatchMatMul("wasm");
   registerGroupNorm();
+  registerFir();
 }
 
 let webgpuRegistered = false;
@@ -532,4 +533,112 @@ export function fusedGroupNorm(
     }) as unknown as (...args: (tf.Tensor | tf.GradSaveFunc)[]) => { value: tf.Tensor; gradFunc: never },
   );
   return f(x, gamma, beta) as tf.Tensor4D;
+}
+
+// ---- FIR resampling by 2, direct, in JavaScript on the wasm heap -----------------------------------------
+//
+// Downsampling with the separable filter f⊗f, stride 2 and `pad` zeros each side, and its adjoint (which, with
+// 2f per axis, is EDM's upsampling conv_transpose2d(x, 4·f⊗f, stride 2, padding ⌊(T−1)/2⌋)). As TF.js ops each
+// direction was ~10 pads, slices, products and sums plus their gradients; here each is one pass over the
+// output with the channels innermost. Each kernel's gradient is the other.
+
+interface FirAttrs {
+  /** 1-D taps, gain included. */
+  taps: number[];
+  pad: number;
+  /** The full-resolution size [H, W] (the adjoint's output; the forward's input). */
+  size: [number, number];
+}
+
+/** The low-resolution size for a full-resolution n: ⌊(n + 2·pad − T)/2⌋ + 1. */
+const firLow = (n: number, a: FirAttrs) => Math.floor((n + 2 * a.pad - a.taps.length) / 2) + 1;
+
+/**
+ * y[b, i, j, c] = Σ_{u,v} f[u]·f[v]·x[b, 2i + u − pad, 2j + v − pad, c] (x zero outside) when `adjoint` is
+ * false; with `adjoint`, x[b, 2i + u − pad, 2j + v − pad, c] += f[u]·f[v]·y[b, i, j, c] into a zeroed x.
+ */
+export function firResample(
+  hi: Float32Array,
+  lo: Float32Array,
+  [b, h, w, c]: readonly number[],
+  a: FirAttrs,
+  adjoint: boolean,
+): void {
+  const f = a.taps;
+  const t = f.length;
+  const [oh, ow] = [firLow(h, a), firLow(w, a)];
+  (adjoint ? hi : lo).fill(0);
+  for (let bi = 0; bi < b; bi++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        const lo0 = ((bi * oh + i) * ow + j) * c;
+        for (let u = 0; u < t; u++) {
+          const r = 2 * i + u - a.pad;
+          if (r < 0 || r >= h) continue;
+          for (let v = 0; v < t; v++) {
+            const s = 2 * j + v - a.pad;
+            if (s < 0 || s >= w) continue;
+            const k = f[u] * f[v];
+            const hi0 = ((bi * h + r) * w + s) * c;
+            if (adjoint) { for (let ch = 0; ch < c; ch++) hi[hi0 + ch] += k * lo[lo0 + ch]; }
+            else for (let ch = 0; ch < c; ch++) lo[lo0 + ch] += k * hi[hi0 + ch];
+          }
+        }
+      }
+    }
+  }
+}
+
+const FIR_DOWN = "IctFirDown";
+const FIR_DOWN_ADJOINT = "IctFirDownAdjoint";
+
+function registerFir(): void {
+  for (const [kernelName, adjoint] of [[FIR_DOWN, false], [FIR_DOWN_ADJOINT, true]] as const) {
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: ({ inputs, backend, attrs }) => {
+        const be = backend as unknown as HeapBackend;
+        const { x } = inputs as Record<string, tf.TensorInfo>;
+        const a = attrs as unknown as FirAttrs;
+        const [b, , , c] = x.shape;
+        const [h, w] = a.size;
+        const out = be.makeOutput(adjoint ? [b, h, w, c] : [b, firLow(h, a), firLow(w, a), c], "float32");
+        const [xv, ov] = [be.typedArrayFromHeap(x), be.typedArrayFromHeap(out)];
+        if (adjoint) firResample(ov, xv, [b, h, w, c], a, true);
+        else firResample(xv, ov, [b, h, w, c], a, false);
+        return out;
+      },
+    });
+  }
+}
+
+/** Is the direct FIR kernel there for the current backend? */
+export function hasFusedFir(): boolean {
+  return tf.getKernel(FIR_DOWN, tf.getBackend()) !== undefined;
+}
+
+/**
+ * Downsampling (adjoint false: x is [B, H, W, C] at size [H, W]) or its adjoint (x is the low-resolution
+ * [B, ⌊(H + 2·pad − T)/2⌋ + 1, …, C], the result is [B, H, W, C]), with gradients. Only where hasFusedFir().
+ */
+export function fusedFir(x: tf.Tensor4D, attrs: FirAttrs, adjoint: boolean): tf.Tensor4D {
+  const low = [firLow(attrs.size[0], attrs), firLow(attrs.size[1], attrs)];
+  const [h, w] = adjoint ? low : attrs.size;
+  if (x.shape[1] !== h || x.shape[2] !== w) {
+    throw new Error(`FIR ${adjoint ? "adjoint" : "downsampling"}: input [${x.shape}] for size ${attrs.size}`);
+  }
+  const run = (t: tf.Tensor, adj: boolean) =>
+    tf.engine().runKernel(
+      adj ? FIR_DOWN_ADJOINT : FIR_DOWN,
+      { x: t },
+      attrs as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor;
+  const f = tf.customGrad(
+    ((xx: tf.Tensor) => ({
+      value: run(xx, adjoint),
+      gradFunc: (dy: tf.Tensor) => run(dy, !adjoint),
+    })) as unknown as (...args: (tf.Tensor | tf.GradSaveFunc)[]) => { value: tf.Tensor; gradFunc: never },
+  );
+  return f(x) as tf.Tensor4D;
 }

@@ -5,8 +5,8 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
-import { hasFusedGroupNorm, registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
-import { GroupNorm } from "../lib/nn/layers.ts";
+import { hasFusedFir, hasFusedGroupNorm, registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
+import { firDownsample, firUpsample, GroupNorm } from "../lib/nn/layers.ts";
 import { Scope } from "../lib/nn/params.ts";
 
 registerWasmTrainingKernels();
@@ -161,4 +161,36 @@ for (
       await gradCheckWasm(`GroupNorm ${act}`, f, shapes, 50);
     });
   }
+}
+
+// FIR resampling: the direct kernels on wasm against the pad/slice/reshape ops on cpu, at NCSN++'s [1,3,3,1]
+// and ADM's [1,1], odd sizes and the fused-down padding of 0 included.
+for (
+  const c of [
+    { x: [2, 6, 4, 3], filter: [1, 3, 3, 1], dir: "down" as const },
+    { x: [1, 7, 5, 2], filter: [1, 3, 3, 1], dir: "down" as const },
+    { x: [2, 8, 6, 2], filter: [1, 3, 3, 1], dir: "down" as const, pad: 0 },
+    { x: [2, 4, 6, 2], filter: [1, 1], dir: "down" as const },
+    { x: [2, 3, 4, 3], filter: [1, 3, 3, 1], dir: "up" as const },
+    { x: [1, 2, 3, 2], filter: [1, 1], dir: "up" as const },
+  ]
+) {
+  Deno.test(`wasm FIR ${c.dir} ${c.filter} = cpu's ops, with gradient: x [${c.x}]${c.pad === 0 ? ", pad 0" : ""}`, async () => {
+    const f = (x: tf.Tensor) =>
+      c.dir === "down"
+        ? firDownsample(x as tf.Tensor4D, c.filter, c.pad)
+        : firUpsample(x as tf.Tensor4D, c.filter);
+    const run = () => {
+      const x = randn(c.x, 60);
+      const y = f(x);
+      const r = randn(y.shape, 61);
+      return [y, tf.grad((a: tf.Tensor) => tf.sum(tf.mul(f(a), r)))(x)];
+    };
+    const cpu = await on("cpu", run);
+    assert.ok(await tf.setBackend("wasm"));
+    assert.ok(hasFusedFir(), "the FIR kernels are registered on wasm");
+    const wasm = await on("wasm", run);
+    for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
+    await gradCheckWasm(`FIR ${c.dir}`, f, [c.x], 70);
+  });
 }

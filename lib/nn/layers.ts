@@ -2,10 +2,11 @@
 // and cost) and applied with a parameter map. Only ops whose gradients are right on every TF.js backend are
 // used: no resizeNearestNeighbor, no maxPool, no depthwise conv (FIR resampling is written with pad/slice/
 // reshape instead), and conv2d only with stride 1 and "same" padding (its gradients on wasm come from
-// lib/wasm_kernels.ts).
+// lib/wasm_kernels.ts). On wasm, GroupNorm (+ SiLU) and FIR resampling run as the kit's own fused kernels
+// (lib/wasm_kernels.ts), tested against these ops on cpu.
 import * as tf from "@tensorflow/tfjs";
 import { get, type Init, type Params, type Scope } from "./params.ts";
-import { fusedGroupNorm, hasFusedGroupNorm } from "../wasm_kernels.ts";
+import { fusedFir, fusedGroupNorm, hasFusedFir, hasFusedGroupNorm } from "../wasm_kernels.ts";
 
 /** An initializer family as EDM writes it: mode, and gains for the weight and the bias. */
 export interface InitMode {
@@ -145,12 +146,25 @@ export function filterTaps(filter: readonly number[]): number[] {
 export function firDownsample(x: tf.Tensor4D, filter: readonly number[], pad?: number): tf.Tensor4D {
   const f = filterTaps(filter);
   const p = pad ?? Math.floor((f.length - 1) / 2);
+  if (x.dtype === "float32" && hasFusedFir()) {
+    for (const n of [x.shape[1], x.shape[2]]) {
+      if (downLength(n, f.length, p) < 1) {
+        throw new Error(`cannot downsample an axis of ${n} with a ${f.length}-tap filter`);
+      }
+    }
+    return fusedFir(x, { taps: f, pad: p, size: [x.shape[1], x.shape[2]] }, false);
+  }
   return downsample1d(downsample1d(x, 1, f, p), 2, f, p);
 }
 
 /** Upsample by 2 with the separable FIR filter (4·f⊗f transposed; [1,1] is nearest-neighbour). */
 export function firUpsample(x: tf.Tensor4D, filter: readonly number[]): tf.Tensor4D {
   const f = filterTaps(filter);
+  if (x.dtype === "float32" && hasFusedFir()) {
+    // The adjoint of downsampling [2H, 2W] with 2f per axis and ⌊(T−1)/2⌋ zeros (EDM's conv_transpose2d).
+    const size: [number, number] = [2 * x.shape[1], 2 * x.shape[2]];
+    return fusedFir(x, { taps: f.map((v) => 2 * v), pad: Math.floor((f.length - 1) / 2), size }, true);
+  }
   return upsample1d(upsample1d(x, 1, f), 2, f);
 }
 
