@@ -49,6 +49,6 @@ await runTask(async () => {
   const dir = out.includes("/") ? out.slice(0, out.lastIndexOf("/")) : ".";
   await Deno.mkdir(dir, { recursive: true });
   await writeFileAtomic(out, JSON.stringify(file, null, 1) + "\n");
-  console.table(summaryRows(file));
+  console.table(summaryRows(file.figures));
   log.info(`wrote ${out}`);
 });
