@@ -12,11 +12,11 @@ type Conv2DAttrs = {
 
 /**
  * dL/dW of conv2d (NHWC, dilation 1): dW[kh, kw, ci, co] = Σ_{b, oh, ow} x_pad[b, oh·s + kh, ow·s + kw, ci] · dy[b, oh, ow, co].
- * That is one matrix product P·D over n = (oh, ow, b): P[(kh, kw, ci), n] holds the KH·KW shifted (strided)
- * windows of x_pad, channels first, and D[n, co] is dy. It runs as a 1×1 convolution (XNNPACK's threaded
- * GEMM): P as an image of KH·KW·Ci pixels with n channels, D as the filter. The earlier form, one convolution
- * with the batch as channels and dy as a [OH, OW, B, Co] filter, fed XNNPACK B-wide slivers (1 at batch 1)
- * and took 5× longer.
+ * That is one matrix product over n = (b, oh, ow): Pᵀ[(kh, kw, ci), n] · dy[n, co], where Pᵀ (im2col,
+ * transposed) holds the KH·KW shifted (strided) windows of x_pad. It runs as a 1×1 convolution, XNNPACK's
+ * threaded GEMM, with Pᵀ as an image of KH·KW·Ci pixels with n channels and dy as the filter. Pᵀ is written by
+ * one kernel (im2colTransposed). The earlier form, one convolution with the batch as channels and dy as a
+ * [OH, OW, B, Co] filter, fed XNNPACK B-wide slivers (1 at batch 1) and took 5× longer.
  */
 export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Conv2DAttrs): tf.Tensor4D {
   if (attrs.dataFormat !== "NHWC") throw new Error("wasm Conv2DBackpropFilter supports NHWC only");
@@ -30,32 +30,138 @@ export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Con
     false,
     "channelsLast",
   );
-  const { top, bottom, left, right } = info.padInfo;
   const [kh, kw] = [info.filterHeight, info.filterWidth];
-  const [sh, sw] = [info.strideHeight, info.strideWidth];
   const [b, oh, ow, co] = dy.shape;
   const ci = x.shape[3];
-  const n = oh * ow * b;
+  const n = b * oh * ow;
+  const im2col: Im2colAttrs = {
+    kh,
+    kw,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    top: info.padInfo.top,
+    left: info.padInfo.left,
+    oh,
+    ow,
+  };
   return tf.tidy(() => {
-    // Negative padding (a "valid"-like crop) never happens in TF.js's padInfo; keep the guard of the old form.
+    const pT = tf.engine().runKernel(IM2COL_T, { x }, im2col as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const dw = tf.conv2d(
+      pT.reshape([1, kh * kw * ci, 1, n]) as tf.Tensor4D,
+      dy.reshape([1, 1, n, co]) as tf.Tensor4D,
+      1,
+      "valid",
+    ); // [1, KH·KW·Ci, 1, Co]
+    return dw.reshape([kh, kw, ci, co]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * The same filter gradient from forward ops only, for backends whose data the host cannot read synchronously
+ * (webgpu). A correlation of x_pad with dy over (b, oh, ow): run it as a conv2d with the batch as channels,
+ * x as [Ci, H, W, B], dy as the filter [OH, OW, B, Co], dilated by the stride; keep the first KH × KW outputs.
+ */
+export function conv2dFilterGradientByConv(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Conv2DAttrs): tf.Tensor4D {
+  if (attrs.dataFormat !== "NHWC") throw new Error("Conv2DBackpropFilter supports NHWC only");
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape,
+    attrs.filterShape,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    "channelsLast",
+  );
+  const { top, bottom, left, right } = info.padInfo;
+  const [kh, kw] = [info.filterHeight, info.filterWidth];
+  return tf.tidy(() => {
     const xPad = tf.pad(x, [[0, 0], [Math.max(top, 0), Math.max(bottom, 0)], [
       Math.max(left, 0),
       Math.max(right, 0),
     ], [0, 0]]);
     const xT = tf.transpose(xPad, [3, 1, 2, 0]) as tf.Tensor4D; // [Ci, Hp, Wp, B]
-    const windows: tf.Tensor[] = [];
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        const end = [ci, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, b];
-        const win = sh === 1 && sw === 1
-          ? tf.slice(xT, [0, i, j, 0], [ci, oh, ow, b])
-          : tf.stridedSlice(xT, [0, i, j, 0], end, [1, sh, sw, 1]);
-        windows.push(win.reshape([ci, n]));
+    const dyT = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [OH, OW, B, Co]
+    const full = tf.conv2d(xT, dyT, 1, "valid", "NHWC", [info.strideHeight, info.strideWidth]); // [Ci, ≥KH, ≥KW, Co]
+    return tf.transpose(tf.slice(full, [0, 0, 0, 0], [-1, kh, kw, -1]), [1, 2, 0, 3]) as tf.Tensor4D;
+  });
+}
+
+interface Im2colAttrs {
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  /** Zeros above and left of x (TF.js's padInfo; below and right follow from oh, ow). */
+  top: number;
+  left: number;
+  oh: number;
+  ow: number;
+}
+
+/**
+ * Pᵀ[(i, j, c), (b, oh, ow)] = x[b, oh·sh + i − top, ow·sw + j − left, c], 0 outside x. Written in tiles of 32
+ * columns, so reads take whole channel rows and writes run along Pᵀ's rows.
+ */
+export function im2colTransposed(
+  x: Float32Array,
+  [b, h, w, ci]: readonly number[],
+  a: Im2colAttrs,
+  out: Float32Array,
+) {
+  const n = b * a.oh * a.ow;
+  const TILE = 32;
+  const src = new Int32Array(TILE); // offset of each column's channel row in x, −1 for padding
+  for (let i = 0; i < a.kh; i++) {
+    for (let j = 0; j < a.kw; j++) {
+      const rowBase = (i * a.kw + j) * ci;
+      for (let n0 = 0; n0 < n; n0 += TILE) {
+        const m = Math.min(TILE, n - n0);
+        for (let t = 0; t < m; t++) {
+          const col = n0 + t;
+          const ox = col % a.ow;
+          const rest = (col - ox) / a.ow;
+          const oy = rest % a.oh;
+          const bi = (rest - oy) / a.oh;
+          const r = oy * a.sh + i - a.top;
+          const s = ox * a.sw + j - a.left;
+          src[t] = r < 0 || r >= h || s < 0 || s >= w ? -1 : ((bi * h + r) * w + s) * ci;
+        }
+        for (let c = 0; c < ci; c++) {
+          const o = (rowBase + c) * n + n0;
+          for (let t = 0; t < m; t++) out[o + t] = src[t] < 0 ? 0 : x[src[t] + c];
+        }
       }
     }
-    const patches = tf.concat(windows, 0).reshape([1, kh * kw * ci, 1, n]) as tf.Tensor4D;
-    const d = tf.transpose(dy, [1, 2, 0, 3]).reshape([1, 1, n, co]) as tf.Tensor4D; // n = (oh, ow, b)
-    return tf.conv2d(patches, d, 1, "valid").reshape([kh, kw, ci, co]) as tf.Tensor4D;
+  }
+}
+
+const IM2COL_T = "IctIm2colTransposed";
+
+function registerIm2col(backend: string): void {
+  if (tf.getKernel(IM2COL_T, backend)) return;
+  tf.registerKernel({
+    kernelName: IM2COL_T,
+    backendName: backend,
+    kernelFunc: ({ inputs, backend: be, attrs }) => {
+      const { x } = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as Im2colAttrs;
+      const shape = [a.kh * a.kw * x.shape[3], x.shape[0] * a.oh * a.ow];
+      if (backend === "wasm") {
+        const hb = be as unknown as HeapBackend;
+        const out = hb.makeOutput(shape, "float32");
+        im2colTransposed(hb.typedArrayFromHeap(x), x.shape, a, hb.typedArrayFromHeap(out));
+        return out;
+      }
+      // Host-memory backends (cpu): read the input, write a new array.
+      const hostBackend = be as unknown as {
+        readSync(id: unknown): Float32Array;
+        makeTensorInfo(shape: number[], dtype: "float32", values: Float32Array): tf.TensorInfo;
+      };
+      const out = new Float32Array(shape[0] * shape[1]);
+      im2colTransposed(hostBackend.readSync(x.dataId), x.shape, a, out);
+      return hostBackend.makeTensorInfo(shape, "float32", out);
+    },
   });
 }
 
@@ -162,8 +268,10 @@ export function batchMatMulByConv(
     } else {
       const a3 = tf.broadcastTo(am, [...batchShape, m, k]).reshape([batch, m, k]);
       const b3 = tf.broadcastTo(bm, [...batchShape, k, n]).reshape([batch, k, n]);
-      const as = tf.unstack(a3);
-      const bs = tf.unstack(b3);
+      // Slices along the first axis are contiguous copies (wasm's Unpack took 20 ms for [8, 256, 256]).
+      const entry = (t: tf.Tensor, i: number) => tf.slice(t, [i, 0, 0], [1, -1, -1]);
+      const as = Array.from({ length: batch }, (_, i) => entry(a3, i));
+      const bs = Array.from({ length: batch }, (_, i) => entry(b3, i));
       out = tf.concat(
         as.map((ai, i) =>
           tf.conv2d(
@@ -199,13 +307,17 @@ function registerBatchMatMul(backend: string): void {
 
 /** The filter-gradient kernel built from forward ops, for `backend`. */
 function registerFilterGradient(backend: string): void {
+  // im2col is a host loop: wasm's heap and cpu's arrays only.
+  const hostData = backend === "wasm" || backend === "cpu";
+  if (hostData) registerIm2col(backend);
+  const gradient = hostData ? conv2dFilterGradient : conv2dFilterGradientByConv;
   if (tf.getKernel("Conv2DBackpropFilter", backend)) tf.unregisterKernel("Conv2DBackpropFilter", backend);
   tf.registerKernel({
     kernelName: "Conv2DBackpropFilter",
     backendName: backend,
     // Nested ops inside a kernel are not recorded on the gradient tape; returning a Tensor hands it to the engine.
     kernelFunc: ({ inputs, attrs }) =>
-      conv2dFilterGradient(
+      gradient(
         inputs.x as tf.Tensor4D,
         inputs.dy as tf.Tensor4D,
         attrs as unknown as Conv2DAttrs,
@@ -251,6 +363,7 @@ export function registerWasmTrainingKernels(): void {
   registered = true;
   registerInputGradient("wasm");
   registerFilterGradient("wasm");
+  registerIm2col("cpu"); // a new kernel only: cpu keeps its own conv gradients unless registerCpuTrainingKernels
   registerBatchMatMul("wasm");
   registerGroupNorm();
   registerFir();

@@ -5,7 +5,13 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
-import { hasFusedFir, hasFusedGroupNorm, registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
+import {
+  conv2dFilterGradient,
+  conv2dFilterGradientByConv,
+  hasFusedFir,
+  hasFusedGroupNorm,
+  registerWasmTrainingKernels,
+} from "../lib/wasm_kernels.ts";
 import { firDownsample, firUpsample, GroupNorm } from "../lib/nn/layers.ts";
 import { Scope } from "../lib/nn/params.ts";
 
@@ -192,5 +198,25 @@ for (
     const wasm = await on("wasm", run);
     for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
     await gradCheckWasm(`FIR ${c.dir}`, f, [c.x], 70);
+  });
+}
+
+// Both filter-gradient forms on cpu against cpu's own Conv2DBackpropFilter: the im2col GEMM (wasm, and cpu when
+// training) and the forward-op form webgpu uses (no adapter here, so it is checked on cpu).
+for (const c of convCases) {
+  Deno.test(`filter gradient forms = cpu's own kernel: x [${c.x}], ${c.k}×${c.k}, stride ${c.s}, ${c.pad}`, async () => {
+    const w: [number, number, number, number] = [c.k, c.k, c.x[3], c.co];
+    const [own, im2col, byConv] = await on("cpu", () => {
+      const x = randn(c.x, 80) as tf.Tensor4D;
+      const dy = randn(tf.conv2d(x, randn(w, 81) as tf.Tensor4D, c.s, c.pad).shape, 82) as tf.Tensor4D;
+      const attrs = { strides: c.s, pad: c.pad, dataFormat: "NHWC" as const, filterShape: w };
+      return [
+        tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, attrs) as tf.Tensor,
+        conv2dFilterGradient(x, dy, attrs),
+        conv2dFilterGradientByConv(x, dy, attrs),
+      ];
+    });
+    await assertClose(im2col, own, { atol: 1e-4, rtol: 1e-4 });
+    await assertClose(byConv, own, { atol: 1e-4, rtol: 1e-4 });
   });
 }

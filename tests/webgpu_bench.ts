@@ -3,7 +3,7 @@
 // Each group's baseline is TF.js's kernel, so `deno bench` prints the ratio. No adapter: nothing to measure.
 import * as tf from "@tensorflow/tfjs";
 import { requestWebgpuAdapter } from "../lib/backend.ts";
-import { conv2dFilterGradient, conv2dInputGradient } from "../lib/wasm_kernels.ts";
+import { conv2dFilterGradientByConv, conv2dInputGradient } from "../lib/wasm_kernels.ts";
 
 if (await requestWebgpuAdapter()) {
   // Not initBackend: that replaces TF.js's kernels, which are the baseline here.
@@ -36,7 +36,7 @@ if (await requestWebgpuAdapter()) {
   Deno.bench(
     "forward-op (lib/wasm_kernels.ts)",
     { group: filter, ...opts },
-    () => run(() => conv2dFilterGradient(x, dy, { ...attrs, filterShape: [3, 3, c, c] })),
+    () => run(() => conv2dFilterGradientByConv(x, dy, { ...attrs, filterShape: [3, 3, c, c] })),
   );
   const input = `webgpu Conv2DBackpropInput 3x3 [8,32,32,128]→128`;
   Deno.bench(

@@ -243,8 +243,15 @@ export class Conv2d {
     if (down && !fusedDown) x = firDownsample(x, this.filter);
     if (this.weight) {
       if (fusedDown) x = padAlong(padAlong(x, 1, this.fPad, this.fPad), 2, this.fPad, this.fPad);
-      x = tf.conv2d(x, get(p, this.weight) as tf.Tensor4D, 1, "same");
-      if (this.bias) x = tf.add(x, get(p, this.bias));
+      // The bias inside the convolution (XNNPACK adds it in its output pass; wasm's broadcast add is a pass of
+      // its own, single-threaded).
+      x = tf.fused.conv2d({
+        x,
+        filter: get(p, this.weight) as tf.Tensor4D,
+        strides: 1,
+        pad: "same",
+        bias: this.bias ? get(p, this.bias) : undefined,
+      });
     }
     if (down && fusedDown) x = firDownsample(x, this.filter, 0);
     return x;
