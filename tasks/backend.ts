@@ -2,6 +2,12 @@
 // a conv2d forward and forward+gradient (each gradient costs one conv's FLOPs) at a training-like shape.
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
+import { parseTaskFlags } from "../lib/cli.ts";
+
+parseTaskFlags({
+  usage: "deno task backend [--backend NAME]",
+  flags: [{ name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" }],
+}); // initBackend reads --backend itself
 
 const choice = await initBackend();
 for (const p of choice.probes) console.log(`  ${p.available ? "✓" : "✗"} ${p.name.padEnd(10)} ${p.detail}`);

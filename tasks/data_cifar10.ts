@@ -2,7 +2,7 @@
 // Download CIFAR-10 (binary version, 163 MB) from the authors' page, check the published md5, and unpack
 // the six .bin files into DIR/cifar-10-batches-bin/ (default data/cifar10). Does nothing if they are there.
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseTaskFlags } from "../lib/cli.ts";
 import { downloadProgress } from "../lib/log.ts";
 import {
   CIFAR10_DIR,
@@ -12,13 +12,16 @@ import {
   downloadCifar10,
 } from "../lib/data/cifar10.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { dir: { type: "string", default: CIFAR10_DIR }, help: { type: "boolean", default: false } },
-});
-if (values.help) {
-  console.log("usage: deno task data:cifar10 [--dir DIR]   (default DIR: data/cifar10)");
-  Deno.exit(0);
+let values: { dir: string };
+try {
+  const args = parseTaskFlags({
+    usage: "deno task data:cifar10 [--dir DIR]",
+    flags: [{ name: "dir", value: "DIR", default: CIFAR10_DIR, help: "where to unpack CIFAR-10" }],
+  });
+  values = { dir: args.values.dir! };
+} catch (e) {
+  console.error(`error: ${(e as Error).message}`);
+  Deno.exit(2);
 }
 
 const mb = (n: number) => (n / 1e6).toFixed(1);

@@ -5,9 +5,8 @@
 // unpickler (no Python, nothing in the file is executed) and cache the state_dict as
 // DIR/pt_inception-2015-12-05.safetensors (default DIR: data/inception). Does nothing if the cache is there.
 // --url and --sha256-prefix replace the source (tests serve a small file on 127.0.0.1).
-import { parseArgs } from "node:util";
 import { downloadProgress } from "../lib/log.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import {
   downloadInceptionWeights,
   INCEPTION_DIR,
@@ -15,23 +14,17 @@ import {
   INCEPTION_URL,
 } from "../lib/metrics/inception_weights.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    dir: { type: "string", default: INCEPTION_DIR },
-    url: { type: "string", default: INCEPTION_URL },
-    "sha256-prefix": { type: "string", default: INCEPTION_SHA256_PREFIX },
-    help: { type: "boolean", default: false },
-  },
-});
-if (values.help) {
-  console.log("usage: deno task data:inception [--dir DIR]   (default DIR: data/inception)");
-  Deno.exit(0);
-}
-
 const progress = downloadProgress();
 
 await runTask(async () => {
+  const { values } = parseTaskFlags({
+    usage: "deno task data:inception [--dir DIR]",
+    flags: [
+      { name: "dir", value: "DIR", default: INCEPTION_DIR, help: "where to cache the weights" },
+      { name: "url", value: "URL", default: INCEPTION_URL, help: "another source (tests)" },
+      { name: "sha256-prefix", value: "HEX", default: INCEPTION_SHA256_PREFIX, help: "its sha256 prefix" },
+    ],
+  }) as { values: Record<string, string> };
   console.log(`FID Inception weights: ${values.url} (sha256 ${values["sha256-prefix"]}…) → ${values.dir}`);
   try {
     const r = await downloadInceptionWeights(values.dir, {

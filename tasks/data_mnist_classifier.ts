@@ -4,9 +4,8 @@
 // its test accuracy and caches it as safetensors (default data/classifiers/<dataset>-classifier.safetensors).
 // Does nothing if the file is there (--force trains again). `deno task fid --features mnist` then uses it.
 // MNIST-FD is a CPU-sized proxy for 28×28 samples, NOT comparable to FID.
-import { parseArgs } from "node:util";
 import { initBackend } from "../lib/backend.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import { formatDuration, Logger } from "../lib/log.ts";
 import {
   CLASSIFIER_DATASETS,
@@ -16,18 +15,20 @@ import {
 } from "../lib/metrics/mnist_classifier.ts";
 
 await runTask(async () => {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      data: { type: "string", default: "mnist" },
-      out: { type: "string" },
-      "data-dir": { type: "string" },
-      force: { type: "boolean", default: false },
-      epochs: { type: "string", default: String(CLASSIFIER_TRAINING.epochs) },
-      limit: { type: "string" },
-      backend: { type: "string" },
-    },
+  const args = parseTaskFlags({
+    usage: "deno task data:mnist-classifier [--data mnist|fashion-mnist] [--out FILE] [--data-dir DIR] " +
+      "[--force] [--epochs E] [--limit N]",
+    flags: [
+      { name: "data", value: "mnist|fashion-mnist", default: "mnist", help: "the dataset" },
+      { name: "out", value: "FILE", help: "where to cache it (default data/classifiers/…)" },
+      { name: "data-dir", value: "DIR", help: "where the dataset lives" },
+      { name: "force", help: "train again even if the file is there" },
+      { name: "epochs", value: "E", default: String(CLASSIFIER_TRAINING.epochs), help: "training epochs" },
+      { name: "limit", value: "N", help: "train on the first N images only" },
+      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+    ],
   });
+  const values = { ...args.values, force: args.flag("force") } as Record<string, string> & { force: boolean };
   const dataset = values.data as ClassifierDataset;
   if (!CLASSIFIER_DATASETS.includes(dataset)) {
     throw new Error(`--data takes ${CLASSIFIER_DATASETS.join(" or ")}, got "${values.data}"`);

@@ -7,7 +7,6 @@
 // next size's projected memory exceeds what the device has, or at the first error (out of memory, a webgpu
 // size limit). --quick runs the tiny models only.
 import * as tf from "@tensorflow/tfjs";
-import { parseArgs } from "node:util";
 import {
   type BackendName,
   backendRequest,
@@ -16,7 +15,7 @@ import {
   formatBytes,
   initBackend,
 } from "../lib/backend.ts";
-import { runTask } from "../lib/cli.ts";
+import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
 import { preset } from "../lib/train/config.ts";
@@ -163,32 +162,23 @@ function formatRow(r: StepRow): string {
 }
 
 await runTask(async () => {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      backend: { type: "string" },
-      quick: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      "max-micro-batch": { type: "string" },
-      steps: { type: "string", default: "3" },
-      help: { type: "boolean", default: false },
-    },
+  const args = parseTaskFlags({
+    usage: USAGE.replace(/^usage: /, ""),
+    flags: [
+      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      { name: "quick", help: "the correctness checks only, no step timing" },
+      { name: "json", help: "one JSON object on stdout (human lines on stderr)" },
+      {
+        name: "max-micro-batch",
+        value: "M",
+        help: "largest micro-batch to time (default: the memory plan's)",
+      },
+      { name: "steps", value: "S", default: "3", help: "timed steps per micro-batch (>= 3)" },
+    ],
   });
-  if (values.help) {
-    console.log(USAGE);
-    return;
-  }
-  const whole = (flag: string, v: string | undefined, min: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) {
-      throw new Error(`--${flag} must be an integer >= ${min}, got "${v}"\n${USAGE}`);
-    }
-    return n;
-  };
-  const steps = whole("steps", values.steps, 3);
-  const maxMicroBatch = values["max-micro-batch"] === undefined
-    ? undefined
-    : whole("max-micro-batch", values["max-micro-batch"], 1);
+  const values = { backend: args.values.backend, quick: args.flag("quick"), json: args.flag("json") };
+  const steps = args.int("steps", 3)!;
+  const maxMicroBatch = args.int("max-micro-batch", 1);
   // Human lines go to stderr with --json, so stdout is the JSON alone.
   const log = (s: string) => values.json ? console.error(s) : console.log(s);
 

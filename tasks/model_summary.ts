@@ -5,33 +5,36 @@
 // --step also allocates the model and times one iCT training step at that batch on the chosen backend:
 // the trainer's own step (lib/train/step.ts) with the CIFAR-10 recipe at N = 11 (lib/step_timing.ts).
 import * as tf from "@tensorflow/tfjs";
-import { parseArgs } from "node:util";
+import { parseTaskFlags } from "../lib/cli.ts";
 import { initBackend } from "../lib/backend.ts";
 import { buildNetwork, modelConfig, MODELS } from "../lib/models/index.ts";
 import { countParams, numel } from "../lib/nn/params.ts";
 import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    model: { type: "string" },
-    batch: { type: "string", default: "1" },
-    json: { type: "boolean", default: false },
-    step: { type: "boolean", default: false },
-    backend: { type: "string" },
-    help: { type: "boolean", default: false },
-  },
-});
-const usage =
-  `usage: deno task model:summary --model NAME [--batch B] [--json] [--step [--backend NAME]]\nmodels: ${
-    Object.keys(MODELS).join(", ")
-  }`;
-if (values.help) {
-  console.log(usage);
-  Deno.exit(0);
+const usage = `deno task model:summary --model NAME [--batch B] [--json] [--step [--backend NAME]]`;
+let parsed;
+try {
+  parsed = parseTaskFlags({
+    usage,
+    flags: [
+      { name: "model", value: "NAME", help: `one of ${Object.keys(MODELS).join(", ")}` },
+      { name: "batch", value: "B", default: "1", help: "images per batch" },
+      { name: "json", help: "one JSON object" },
+      { name: "step", help: "also allocate the model and time one iCT step" },
+      { name: "backend", value: "NAME", help: "with --step: TF.js backend" },
+    ],
+  });
+} catch (e) {
+  console.error(`error: ${(e as Error).message}`);
+  Deno.exit(2);
 }
+const values = {
+  ...parsed.values,
+  json: parsed.flag("json"),
+  step: parsed.flag("step"),
+} as Record<string, string> & { json: boolean; step: boolean; model?: string };
 if (!values.model) {
-  console.error(`--model is required\n${usage}`);
+  console.error(`--model is required\nusage: ${usage}`);
   Deno.exit(2);
 }
 const batch = Number(values.batch);

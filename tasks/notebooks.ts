@@ -1,11 +1,11 @@
 // deno task notebooks [--out DIR]: executes every notebook in notebooks/ in Jupyter (Deno kernel) and writes
 // the executed copies, with their plots, to DIR (default runs/notebooks/). The sources stay output-free.
-import { parseArgs } from "node:util";
+import { parseTaskFlags } from "../lib/cli.ts";
 import { checkJupyter, executeNotebook, listNotebooks } from "../lib/notebooks.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { out: { type: "string", default: "runs/notebooks" } },
+const { values } = parseTaskFlags({
+  usage: "deno task notebooks [--out DIR]",
+  flags: [{ name: "out", value: "DIR", default: "runs/notebooks", help: "where the executed copies go" }],
 });
 const root = new URL("..", import.meta.url).pathname;
 const outDir = values.out!.startsWith("/") ? values.out! : `${root}${values.out}`;
