@@ -2,7 +2,7 @@
 // 2 ranks take the steps of one process with the same global batch, a run resumes with another number of
 // ranks, and one rank killed ends the job. The MPI runs need MPICH (`.ci/run` installs Debian's `mpich`);
 // without it they are skipped and say so.
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals, assertThrows } from "@std/assert";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
 import {
   communicatorFor,
@@ -19,24 +19,24 @@ const mpirun = await new Deno.Command("mpirun", { args: ["--version"], stdout: "
 const noMpi = !mpirun && "mpirun not found: install MPICH (Debian: apt-get install mpich)";
 
 Deno.test("launcher environment: MPI detected, local rank and size, each rank's GPU and core share", () => {
-  assert.equal(launchedByMpi({}), false);
-  assert.equal(launchedByMpi({ PMI_RANK: "1", PMI_SIZE: "2" }), true);
-  assert.equal(launchedByMpi({ OMPI_COMM_WORLD_SIZE: "2" }), true);
-  assert.equal(localRankFromEnv({ MPI_LOCALRANKID: "3" }), 3);
-  assert.equal(localRankFromEnv({ SLURM_LOCALID: "1" }), 1);
-  assert.equal(localRankFromEnv({}), 0);
-  assert.equal(localSizeFromEnv({ MPI_LOCALNRANKS: "4" }), 4);
+  assertEquals(launchedByMpi({}), false);
+  assertEquals(launchedByMpi({ PMI_RANK: "1", PMI_SIZE: "2" }), true);
+  assertEquals(launchedByMpi({ OMPI_COMM_WORLD_SIZE: "2" }), true);
+  assertEquals(localRankFromEnv({ MPI_LOCALRANKID: "3" }), 3);
+  assertEquals(localRankFromEnv({ SLURM_LOCALID: "1" }), 1);
+  assertEquals(localRankFromEnv({}), 0);
+  assertEquals(localSizeFromEnv({ MPI_LOCALNRANKS: "4" }), 4);
   const env = { MPI_LOCALNRANKS: "2" };
-  assert.deepEqual(rankEnvironment({ size: 2, localRank: 1 }, env, 16), {
+  assertEquals(rankEnvironment({ size: 2, localRank: 1 }, env, 16), {
     CUDA_VISIBLE_DEVICES: "1",
     ICT_WASM_THREADS: "8",
   });
-  assert.deepEqual(rankEnvironment({ size: 2, localRank: 1 }, { ...env, CUDA_VISIBLE_DEVICES: "5" }, 2), {
+  assertEquals(rankEnvironment({ size: 2, localRank: 1 }, { ...env, CUDA_VISIBLE_DEVICES: "5" }, 2), {
     ICT_WASM_THREADS: "1",
   }, "the user's own setting wins");
-  assert.deepEqual(rankEnvironment({ size: 1, localRank: 0 }, {}, 16), {}, "one process: nothing");
-  assert.equal(communicatorFor("none").size, 1);
-  assert.throws(() => communicatorFor("nccl"), /--distributed must be mpi, none or auto/);
+  assertEquals(rankEnvironment({ size: 1, localRank: 0 }, {}, 16), {}, "one process: nothing");
+  assertEquals(communicatorFor("none").size, 1);
+  assertThrows(() => communicatorFor("nccl"), Error, "--distributed must be mpi, none or auto");
 });
 
 /** `tasks/train.ts` with `args`, under `mpirun -np ranks` when ranks > 1 (the deno binary itself). */
@@ -52,7 +52,7 @@ async function train(ranks: number, args: string[]) {
     signal: AbortSignal.timeout(300_000),
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, text.slice(-3000));
+  assertEquals(out.code, 0, text.slice(-3000));
   return text;
 }
 
@@ -86,8 +86,8 @@ Deno.test({
       const [one, two] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
       await train(1, [...common, "--run", one]);
       const log = await train(2, [...common, "--run", two]);
-      assert.match(log, /data parallel: 2 ranks/);
-      assert.equal((log.match(/^run: /gm) ?? []).length, 1, "rank 0 alone reports");
+      assertMatch(log, /data parallel: 2 ranks/);
+      assertEquals((log.match(/^run: /gm) ?? []).length, 1, "rank 0 alone reports");
       await assertClose(await losses(two), await losses(one), { ...TOL, message: `${args[1]}: losses` });
       const [a, b] = [await finalParams(one, steps), await finalParams(two, steps)];
       for (const [name, t] of a) {
@@ -150,10 +150,10 @@ Deno.test({
     const { job, finish } = await startLongJob(run);
     job.kill("SIGTERM");
     const { code, stdout, stderr } = await finish(60_000);
-    assert.equal(code, 0, stderr.slice(-2000));
+    assertEquals(code, 0, stderr.slice(-2000));
     const step = Number(/stopped at step (\d+)/.exec(stderr)?.[1]);
-    assert.ok(step >= 3, stderr.slice(-2000));
-    assert.match(stdout, new RegExp(`step ${step}  checkpoint .*step-${String(step).padStart(8, "0")}`));
+    assert(step >= 3, stderr.slice(-2000));
+    assertMatch(stdout, new RegExp(`step ${step}  checkpoint .*step-${String(step).padStart(8, "0")}`));
     await Deno.stat(`${run}/checkpoints/step-${String(step).padStart(8, "0")}.safetensors`);
   },
 });
@@ -173,14 +173,14 @@ Deno.test({
         return false;
       }
     });
-    assert.equal(pids.length, 2, `the ranks: ${pids}`);
+    assertEquals(pids.length, 2, `the ranks: ${pids}`);
     const killed = performance.now();
     Deno.kill(pids[1], "SIGKILL");
     const { code, stdout, stderr } = await finish(30_000);
     const seconds = (performance.now() - killed) / 1000;
-    assert.ok(seconds < 20, `the job ended ${seconds.toFixed(1)} s after the kill`);
-    assert.notEqual(code, 0);
-    assert.match(stdout + stderr, /KILLED BY SIGNAL: 9|BAD TERMINATION/, (stdout + stderr).slice(-1500));
+    assert(seconds < 20, `the job ended ${seconds.toFixed(1)} s after the kill`);
+    assertNotEquals(code, 0);
+    assertMatch(stdout + stderr, /KILLED BY SIGNAL: 9|BAD TERMINATION/, (stdout + stderr).slice(-1500));
   },
 });
 
@@ -201,11 +201,11 @@ Deno.test("a rank's shard of a batch is the batch's samples, flips included, and
   for (let step = 0; step < 7; step++) { // crosses epochs
     const all = whole.nextHost();
     const parts = ranks.map((l, r) => l.nextHost({ offset: 2 * r, count: 2 }));
-    assert.deepEqual([...parts[0].x, ...parts[1].x], [...all.x], `step ${step}`);
-    assert.deepEqual([...parts[0].indices, ...parts[1].indices], [...all.indices]);
+    assertEquals([...parts[0].x, ...parts[1].x], [...all.x], `step ${step}`);
+    assertEquals([...parts[0].indices, ...parts[1].indices], [...all.indices]);
   }
-  assert.deepEqual(ranks[1].state(), whole.state(), "position and flip RNG are global");
-  assert.ok(
+  assertEquals(ranks[1].state(), whole.state(), "position and flip RNG are global");
+  assert(
     [...whole.nextHost().x].some((v, i) => v % 10 !== i % 6 && (v % 10) >= 0),
     "some samples are flipped (so the check above covers flips)",
   );
