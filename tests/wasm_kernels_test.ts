@@ -8,6 +8,7 @@ import { assertClose } from "../lib/testing.ts";
 import {
   conv2dFilterGradient,
   conv2dFilterGradientByConv,
+  flipFilter,
   hasFusedFir,
   hasFusedGroupNorm,
   registerWasmTrainingKernels,
@@ -220,3 +221,13 @@ for (const c of convCases) {
     await assertClose(byConv, own, { atol: 1e-4, rtol: 1e-4 });
   });
 }
+
+Deno.test("flipFilter (wasm's one-pass kernel, cpu's slices) = reverse in space + swap of the channel axes", async () => {
+  const run = () => {
+    const w = randn([3, 2, 4, 5], 90) as tf.Tensor4D;
+    return [flipFilter(w), tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2])];
+  };
+  const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
+  await assertClose(wasm[0], cpu[1], { atol: 0, rtol: 0 });
+  await assertClose(cpu[0], cpu[1], { atol: 0, rtol: 0 });
+});
