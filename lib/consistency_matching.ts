@@ -7,10 +7,18 @@
 //
 // Given x_σi+1, the pair (x, z) is a draw from the posterior p(x | x_σi+1), and E[x̌ | x_σi+1] = x̆ (Tweedie:
 // E[z | x_σ] = −σ ∇log p_σ(x_σ)). So CT replaces CM's target by an unbiased one-sample estimate of it.
+import * as tf from "@tensorflow/tfjs";
+import { type ConsistencyFn, ctLoss, ictMetric } from "./losses.ts";
 import { cOut } from "./parameterization.ts";
-import { exactConsistencyByLevel, type GaussianMixture, mixtureScore, type Points } from "./pf_ode.ts";
+import {
+  exactConsistencyPerRow,
+  type GaussianMixture,
+  mixtureScore,
+  type Points,
+  sampleMixture,
+} from "./pf_ode.ts";
 import { type Rng } from "./rng.ts";
-import { karrasSigmas, SIGMA_MIN } from "./schedules.ts";
+import { ictWeighting, karrasSigmas, sampleLognormalIndices, SIGMA_MIN } from "./schedules.ts";
 
 /** x̆ of Eq. 3 (= CD's x̂ with the exact score): one Euler step of Eq. 1 from σ_hi down to σ_lo, per row. */
 export function eulerTarget(
@@ -98,7 +106,7 @@ export function perturbedConsistency(
   sigmas: ArrayLike<number>,
   steps = 100,
 ): Points {
-  const f = exactConsistencyByLevel(mix, x, sigmas, SIGMA_MIN, steps);
+  const f = exactConsistencyPerRow(mix, x, sigmas, SIGMA_MIN, steps);
   const dim = mix.dim;
   for (let i = 0; i < f.length; i++) f[i] += a * cOut(sigmas[Math.floor(i / dim)]) * x[i];
   return f;
@@ -163,4 +171,37 @@ function sampleOne(mix: GaussianMixture, rng: Rng): number {
   let k = 0;
   while (k < mix.weights.length - 1 && u >= mix.weights[k]) u -= mix.weights[k++];
   return mix.means[k][0] + mix.stds[k] * rng.normal();
+}
+
+/**
+ * One batch's value of Eq. 5 with iCT's choices (lognormal pair sampling, λ = 1/(σ_i+1 − σ_i), Pseudo-Huber
+ * for `mix.dim`-dimensional samples) on data from the mixture, for a consistency function `f` used as both
+ * student and teacher (θ⁻ = θ).
+ */
+export async function ictLossOnMixture(
+  mix: GaussianMixture,
+  f: ConsistencyFn,
+  n: number,
+  batch: number,
+  rng: Rng,
+): Promise<number> {
+  const sigmas = karrasSigmas(n);
+  const idx = sampleLognormalIndices(sigmas, batch, rng);
+  const lambda = ictWeighting(sigmas);
+  const data = sampleMixture(mix, batch, () => rng.normal(), () => rng.uniform());
+  const x = tf.tensor2d(Float32Array.from(data), [batch, mix.dim]);
+  const z = tf.randomNormal([batch, mix.dim], 0, 1, "float32", rng.seed());
+  const loss = ctLoss({
+    student: f,
+    teacher: f,
+    x,
+    z,
+    sigmaLo: Float64Array.from(idx, (j) => sigmas[j]),
+    sigmaHi: Float64Array.from(idx, (j) => sigmas[j + 1]),
+    lambda: Float64Array.from(idx, (j) => lambda[j]),
+    metric: ictMetric(mix.dim),
+  });
+  const value = (await loss.data())[0];
+  tf.dispose([x, z, loss]);
+  return value;
 }
