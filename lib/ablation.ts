@@ -11,7 +11,9 @@
 // (the paper's choice is better here too), below 0 → "disagrees", containing 0 → "inconclusive". A difference
 // smaller than MIN_EFFECT of the favoured score is "inconclusive" whatever its interval: two untrained networks
 // differ by 1e-4 with a tight interval, and that says nothing about the choice.
+import { ConsistencyModel } from "./consistency_model.ts";
 import { loadDataset } from "./data/index.ts";
+import { disposeParams } from "./nn/params.ts";
 import type { Dataset } from "./data/dataset.ts";
 import { energyDistance, slicedWasserstein } from "./metrics/distances.ts";
 import { type Figure, figure, line } from "./plot.ts";
@@ -345,6 +347,19 @@ export async function trainAndScore(
 /** The key under which a variant's runs are shared between groups and figures of one invocation. */
 function runKey(changes: Variant["changes"]): string {
   return JSON.stringify(Object.entries(changes).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** The score of the untrained network (seed `seed`'s initialization of the toy preset), for scale. */
+export async function untrainedScore(data: AblationData, evalN: number, seed = 0): Promise<number> {
+  const c = preset("toy2d");
+  const model = ConsistencyModel.fromConfig(c.model, { sigmaData: c.sigmaData });
+  const params = model.init(seed);
+  try {
+    const x = await sampleAll(model, params, evalN, { taus: samplingSchedule(1), batch: evalN, seed: 777 });
+    return slicedWasserstein(x, data.heldOut, 2, { seed: 1 });
+  } finally {
+    disposeParams(params);
+  }
 }
 
 /** Trains and scores every variant of the given figures; identical variants are trained once. */

@@ -1,5 +1,6 @@
 // Layout touches shared by the notebooks' figures (plain plotly layout data, no computation).
 import type { Figure } from "./plot.ts";
+import { type RawImage, showImage } from "./images.ts";
 
 /**
  * Tick labels as powers of ten ("10⁻⁴") on every axis instead of plotly's SI prefixes ("100μ"), which read like
@@ -36,4 +37,13 @@ export function stackedPanels(fig: Figure, lower: { title: string; log?: boolean
   layout.height = Math.max((layout.height as number | undefined) ?? 420, 560);
   fig.layout = layout;
   return fig;
+}
+
+/**
+ * An image with its caption visible: the caption as its own markdown output above the PNG (a caption inside
+ * the PNG's bundle lives in text/plain, which Jupyter hides when it can show the image).
+ */
+export async function showCaptionedImage(img: RawImage, caption: string, zoom = 1): Promise<void> {
+  await Deno.jupyter.display({ "text/markdown": `**${caption}**`, "text/plain": caption }, { raw: true });
+  await showImage(img, caption, zoom);
 }
