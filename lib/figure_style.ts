@@ -28,6 +28,7 @@ export function legendBelow(fig: Figure, y = -0.3): Figure {
 export function stackedPanels(fig: Figure, lower: { title: string; log?: boolean }): Figure {
   const layout = fig.layout ?? {};
   layout.yaxis = { ...(layout.yaxis as object), domain: [0.42, 1] };
+  layout.xaxis = { ...(layout.xaxis as object), anchor: "y2" }; // the shared x axis under the lower panel
   layout.yaxis2 = {
     title: { text: lower.title },
     domain: [0, 0.32],
