@@ -5,7 +5,9 @@
 // torch.set_num_threads = the kit's wasm threads), for ncsnpp-cifar10 at batch 1 and ncsnpp-small-32 at
 // batch 8. Repetitions are interleaved (kit, PyTorch, PyTorch, kit, …) after warm-up, so both see the same
 // machine load; the ratio is PyTorch's seconds per step over the kit's (the kit's speed as a fraction of
-// PyTorch's). Then one more kit step runs under tf.profile, and the 15 kernels with the most time are listed.
+// PyTorch's), from the medians and from the best steps; a warning is printed when the per-repetition ratios
+// disagree (a busy machine). PyTorch runs with OMP_WAIT_POLICY=PASSIVE unless the environment sets it. Then one more kit step runs under tf.profile, and the 15 kernels
+// with the most time are listed.
 // Kernel times on wasm are wall times around each kernel call (the wasm backend's timer is performance.now()
 // around the call; its kernels are synchronous, threads included). The kit's own kernels (lib/wasm_kernels.ts)
 // call other kernels, so each kernel is charged its self time: its wall time less that of the kernels it ran.
@@ -111,8 +113,14 @@ class TorchStep {
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
-      // One thread pool, the size asked for: no OpenMP/MKL defaults from the environment.
-      env: { OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
+      // One thread pool, the size asked for. OpenMP threads that sleep between parallel regions: with the
+      // default (spinning) policy, a core busy with another process made PyTorch's small-NCSN++ step take
+      // 28–40 s instead of 1.5 s here. OMP_WAIT_POLICY from the environment wins.
+      env: {
+        OMP_NUM_THREADS: String(threads),
+        MKL_NUM_THREADS: String(threads),
+        OMP_WAIT_POLICY: Deno.env.get("OMP_WAIT_POLICY") ?? "PASSIVE",
+      },
     }).spawn();
     return new TorchStep(child);
   }
@@ -227,7 +235,8 @@ console.log(
   `bench:step — the kit on ${choice.name} with ${threads} thread${threads > 1 ? "s" : ""}; ` +
     (missing
       ? `PyTorch NOT RUN: ${missing}. Install it with \`${INSTALL}\` for the side-by-side figures.`
-      : `PyTorch (${values.python}) with torch.set_num_threads(${threads}), interleaved with the kit.`),
+      : `PyTorch (${values.python}) with torch.set_num_threads(${threads}) and OMP_WAIT_POLICY=` +
+        `${Deno.env.get("OMP_WAIT_POLICY") ?? "PASSIVE"}, interleaved with the kit.`),
 );
 console.log(`${warmup} warm-up step(s), then ${reps} timed; load average at start: ${loadavg()}`);
 
@@ -277,6 +286,12 @@ for (const { model, batch } of CASES.filter((c) => wanted.includes(c.model))) {
         `  kit/PyTorch speed: ${(pyS / kitS).toFixed(3)}× (per repetition: ${fmt(paired)}; the kit takes ` +
           `${(kitS / pyS).toFixed(1)}× as long)`,
       );
+      console.log(
+        `  best of ${reps} (the least disturbed steps): kit ${Math.min(...kit).toFixed(2)} s, PyTorch ` +
+          `${Math.min(...py).toFixed(2)} s, kit/PyTorch speed ${
+            (Math.min(...py) / Math.min(...kit)).toFixed(3)
+          }×`,
+      );
       const spread = Math.max(...paired) / Math.min(...paired);
       if (spread > 1.25) {
         console.log(
@@ -287,7 +302,14 @@ for (const { model, batch } of CASES.filter((c) => wanted.includes(c.model))) {
       }
     } else console.log(`  PyTorch  not run (${missing})`);
     const row: Record<string, unknown> = { model, batch, threads, kitSeconds: kit, kitMedian: kitS };
-    if (pyS !== undefined) Object.assign(row, { torchSeconds: py, torchMedian: pyS, ratio: pyS / kitS });
+    if (pyS !== undefined) {
+      Object.assign(row, {
+        torchSeconds: py,
+        torchMedian: pyS,
+        ratio: pyS / kitS,
+        bestRatio: Math.min(...py) / Math.min(...kit),
+      });
+    }
 
     if (!values["no-profile"]) {
       const p = await profileStep(() => timeIctStep(m!, config, batch, seed++, optimizer), values.shapes!);
