@@ -457,6 +457,11 @@ export function parseFigures(arg: string): FigureId[] {
   return ids as FigureId[];
 }
 
+const fav = (g: GroupResult) => g.variants.find((x) => x.name === g.favoured)!;
+/** Seeds for which `alt` scored worse (higher) than `favoured` with the same seed. */
+const worseIn = (favoured: VariantResult, alt: VariantResult) =>
+  alt.runs.filter((r, i) => r.oneStepW1 > favoured.runs[i].oneStepW1).length;
+
 /** One row per variant: mean ± std of the one-step sliced W1 and the verdict against the favoured choice. */
 export function summaryRows(figures: FigureResult[]): Record<string, string>[] {
   const rows: Record<string, string>[] = [];
@@ -474,6 +479,7 @@ export function summaryRows(figures: FigureResult[]): Record<string, string>[] {
               verdict.ci[0].toFixed(4)
             }, ${verdict.ci[1].toFixed(4)}]`
             : "(paper's choice)",
+          "worse than favoured": verdict ? `${worseIn(fav(g), vr)} of ${vr.runs.length} seeds` : "",
           verdict: verdict ? verdict.verdict : "",
         });
       }
