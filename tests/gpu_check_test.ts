@@ -33,7 +33,7 @@ Deno.test("gpu:check --quick --json on wasm: backend, limits and the tiny networ
 Deno.test("gpu:check refuses bad flags, saying what is valid", async () => {
   const steps = await gpuCheck("--quick", "--steps", "1");
   assertEquals(steps.code, 1);
-  assertMatch(steps.stderr, /--steps must be an integer >= 3, got "1"/);
+  assertMatch(steps.stderr, /--steps takes an integer >= 3, got "1"/);
   const backend = await gpuCheck("--quick", "--backend", "tpu");
   assertEquals(backend.code, 1);
   assertMatch(backend.stderr, /unknown backend "tpu": use one of tensorflow, webgpu, wasm, cpu or auto/);
