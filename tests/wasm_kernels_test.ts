@@ -140,7 +140,7 @@ for (
     { x: [2, 3, 4, 8], eps: 1e-6 }, // 2 groups of 4 channels
     { x: [1, 5, 3, 12], eps: 1e-5 }, // 3 groups
     { x: [3, 2, 2, 4], eps: 1e-6 }, // 1 group; 4 values per group and sample
-  { x: [2, 2, 3, 8], eps: 1 }, // ε of the order of the variance: ε must be in the right place
+    { x: [2, 2, 3, 8], eps: 1 }, // ε of the order of the variance: ε must be in the right place
   ]
 ) {
   for (const act of ["none", "silu"] as const) {
