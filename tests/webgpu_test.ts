@@ -132,12 +132,9 @@ Deno.test(
     for (
       const [kernel, fn] of [["Conv2DBackpropFilter", "filter"], ["Conv2DBackpropInput", "input"]] as const
     ) {
+      // TF.js's own webgpu kernels build a shader program; the kit's run forward ops (lib/wasm_kernels.ts).
       const registered = tf.getKernel(kernel, "webgpu")!.kernelFunc.toString();
-      assertMatch(
-        registered,
-        new RegExp(`conv2d${fn[0].toUpperCase()}${fn.slice(1)}Gradient`),
-        `${kernel} is the kit's`,
-      );
+      assert(!/Program|runWebGPUProgram/.test(registered), `${kernel} (${fn}) is the kit's: ${registered}`);
     }
     const cases = [
       { x: [2, 7, 7, 3], k: 3, cout: 4, stride: 1, pad: "same" },
