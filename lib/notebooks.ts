@@ -4,7 +4,7 @@ import { PLOTLY_MIME } from "./plot.ts";
 export const JUPYTER_INSTALL_HELP = "Install Jupyter and register the Deno kernel:\n" +
   "  sudo apt-get install -y --no-install-recommends jupyter-nbconvert   # Debian/Ubuntu\n" +
   "  deno jupyter --install\n" +
-  "(.ci/run does both on a fresh machine.)";
+  "(`deno task test` does both itself where it can: the kernel always, Jupyter as root on Debian/Ubuntu.)";
 
 async function output(cmd: string, args: string[]): Promise<{ ok: boolean; text: string }> {
   try {
