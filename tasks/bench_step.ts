@@ -14,7 +14,7 @@
 // PyTorch is Debian's python3-torch (apt-get install -y --no-install-recommends python3-torch), run with
 // /usr/bin/python3; without it the kit is timed alone and the output says so.
 import * as tf from "@tensorflow/tfjs";
-import { parseArgs } from "node:util";
+import { parseTaskFlags } from "../lib/cli.ts";
 import { initBackend } from "../lib/backend.ts";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { trainableParams } from "../lib/nn/params.ts";
@@ -29,40 +29,49 @@ const CASES = [
 const TORCH_SCRIPT = new URL("../tests/reference/torch_step.py", import.meta.url).pathname;
 const INSTALL = "apt-get install -y --no-install-recommends python3-torch";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    reps: { type: "string", default: "3" },
-    warmup: { type: "string", default: "1" },
-    models: { type: "string", default: CASES.map((c) => c.model).join(",") },
-    "no-torch": { type: "boolean", default: false },
-    "no-profile": { type: "boolean", default: false },
-    python: { type: "string", default: "/usr/bin/python3" },
-    json: { type: "string" },
-    top: { type: "string", default: "15" },
-    shapes: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
-if (values.help) {
-  console.log(
-    "usage: deno task bench:step [--reps N] [--warmup N] [--models ncsnpp-small-32,ncsnpp-cifar10] " +
-      "[--no-torch] [--no-profile] [--python /usr/bin/python3] [--json FILE] [--top 15] [--shapes]",
-  );
-  Deno.exit(0);
-}
-const positive = (name: string, v: string, min: number) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`--${name} must be an integer >= ${min}, got "${v}"`);
+/** The flags, or a one-line error (exit 2) that says what is valid. */
+function parseOrExit() {
+  try {
+    const args = parseTaskFlags({
+      usage:
+        "deno task bench:step [--reps N] [--warmup N] [--models ncsnpp-small-32,ncsnpp-cifar10] [--no-torch] " +
+        "[--no-profile] [--python /usr/bin/python3] [--json FILE] [--top 15] [--shapes]",
+      flags: [
+        { name: "reps", value: "N", default: "3", help: "timed steps per model and side, interleaved" },
+        { name: "warmup", value: "N", default: "1", help: "untimed steps first" },
+        { name: "models", value: "LIST", default: CASES.map((c) => c.model).join(","), help: "which cases" },
+        { name: "no-torch", help: "time the kit only" },
+        { name: "no-profile", help: "skip the per-kernel profile" },
+        {
+          name: "python",
+          value: "PATH",
+          default: "/usr/bin/python3",
+          help: "the Python with Debian's python3-torch",
+        },
+        { name: "json", value: "FILE", help: "also write the figures as JSON" },
+        { name: "top", value: "N", default: "15", help: "kernels in the profile" },
+        { name: "shapes", help: "split the profile by input shape" },
+      ],
+    });
+    const values = {
+      models: args.values.models!,
+      python: args.values.python!,
+      json: args.values.json,
+      "no-torch": args.flag("no-torch"),
+      "no-profile": args.flag("no-profile"),
+      shapes: args.flag("shapes"),
+    };
+    const reps = args.int("reps", 1)!;
+    const warmup = args.int("warmup", 0)!;
+    const top = args.int("top", 1)!;
+    return { values, reps, warmup, top };
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
     Deno.exit(2);
   }
-  return n;
-};
-const reps = positive("reps", values.reps!, 1);
-const warmup = positive("warmup", values.warmup!, 0);
-const top = positive("top", values.top!, 1);
-const wanted = values.models!.split(",").map((s) => s.trim());
+}
+const { values, reps, warmup, top } = parseOrExit();
+const wanted = values.models.split(",").map((s) => s.trim());
 for (const m of wanted) {
   if (!CASES.some((c) => c.model === m)) {
     console.error(`--models: ${m} is not one of ${CASES.map((c) => c.model).join(", ")}`);
