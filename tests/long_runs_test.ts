@@ -157,6 +157,19 @@ Deno.test("divergence guard: a loss spike over the running median is refused lik
   assert(!(await jsonLines(off)).some((l) => "event" in l), "no events without the spike check");
 });
 
+Deno.test("divergence guard: the running median is in the checkpoint (a spike just after a resume is caught)", async () => {
+  const c = toyConfig({ spikeFactor: 5, spikeWindow: 10 });
+  const size = 400;
+  const bad = sampleOfStep(c, size, 14, 2);
+  const data = points(size, (i, v) => i === bad && v.fill(300));
+  const dir = await tempDir();
+  await runTraining(c, { ...quiet, runDir: dir, dataset: data, stopAfter: 12 });
+  await runTraining(c, { ...quiet, runDir: dir, dataset: data, resume: true });
+  const rollback = (await jsonLines(dir)).find((l) => l.event === "rollback");
+  assert(rollback, "a rollback event: 2 losses since the resume would be too few for the median");
+  assertEquals([rollback.step, rollback.kind], [14, "spike"]);
+});
+
 Deno.test("divergence guard: after --max-rollbacks it stops with the step, losses and the non-finite tensor", async () => {
   const c = toyConfig({ maxRollbacks: 2, maxSteps: 0 });
   const dir = await tempDir();
