@@ -303,6 +303,9 @@ Deno.test("evaluation during training: sliced W1 of 1- and 2-step EMA samples, b
   // best.safetensors holds the weights of the best evaluation and survives keepCheckpoints = 1.
   const scores = evals.map((e) => e["1-step"] as number);
   const bestAt = evals[scores.indexOf(Math.min(...scores))];
+  // `best` marks exactly the running minima (here the evaluation at step 15 is worse than the one at 10).
+  assertEquals(evals.map((e) => e.best), scores.map((v, i) => scores.slice(0, i).every((w) => v < w)));
+  assert(evals.some((e) => !e.best), "a run whose scores are not all new minima, so the rule is tested");
   assertEquals(evals.filter((e) => e.best).at(-1), bestAt);
   const best = await loadCheckpoint(`${whole}/checkpoints/best.safetensors`);
   assertEquals((best.state as { step: number }).step, bestAt.step);
