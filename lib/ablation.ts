@@ -21,7 +21,7 @@ import { sampleAll, samplingSchedule } from "./sampling.ts";
 import { preset, type TrainConfig, validateConfig } from "./train/config.ts";
 import { Trainer } from "./train/trainer.ts";
 
-export const FIGURES = ["1", "2a", "2b", "3", "4", "5"] as const;
+export const FIGURES = ["1", "2a", "2b", "2c", "3", "4", "5"] as const;
 export type FigureId = typeof FIGURES[number];
 
 /** One setting of a group: a name and what it changes in the iCT toy config. */
@@ -105,6 +105,24 @@ export const ABLATIONS: Record<FigureId, FigureSpec> = {
       paperDirection: "Pseudo-Huber beats squared ℓ2",
       favoured: "Pseudo-Huber (iCT)",
       variants: [v("Pseudo-Huber (iCT)"), v("squared ℓ2", { metric: "l2" })],
+    }],
+  },
+  "2c": {
+    figure: "2c",
+    title: "Sec. 3.3: the Pseudo-Huber constant c (iCT: 0.00054·√d; here d = 2, c ≈ 0.00076)",
+    groups: [{
+      name: "Pseudo-Huber c",
+      paper: "Sec. 3.3",
+      paperDirection:
+        "iCT sets c = 0.00054·√d [U: SETTINGS.md records no sweep]; a c far above the typical distance makes " +
+        "Pseudo-Huber a scaled squared ℓ2, which Fig. 2b finds worse",
+      favoured: "c = 0.00054·√d (iCT)",
+      variants: [
+        v("c = 0.00054·√d (iCT)"),
+        v("c = 0.0076 (10×)", { pseudoHuberC: 0.0076 }),
+        v("c = 0.076 (100×)", { pseudoHuberC: 0.076 }),
+        v("c = 0.76 (1000×)", { pseudoHuberC: 0.76 }),
+      ],
     }],
   },
   "3": {

@@ -18,7 +18,13 @@ import {
 import { assertClose } from "../lib/testing.ts";
 import { TINY_NCSNPP } from "./reference/tiny_networks.ts";
 import { parseFlags } from "../lib/cli.ts";
-import { applyOverrides, checkResumeFlags, preset, type TrainConfig } from "../lib/train/config.ts";
+import {
+  applyOverrides,
+  checkResumeFlags,
+  preset,
+  type TrainConfig,
+  validateConfig,
+} from "../lib/train/config.ts";
 import { listCheckpoints, runTraining, writeSamples } from "../lib/train/run.ts";
 import { emaUpdate, lossAndGrads, metricOf, planStep } from "../lib/train/step.ts";
 import { NonFiniteLossError, Trainer } from "../lib/train/trainer.ts";
@@ -245,6 +251,16 @@ Deno.test("the metric switch: Pseudo-Huber with c = 0.00054·√d, or squared �
     Math.sqrt(1e-4 + 0.00054 ** 2 * 3) - 0.00054 * Math.sqrt(3),
     Math.sqrt(9 + 0.00054 ** 2 * 3) - 0.00054 * Math.sqrt(3),
   ], { rtol: 1e-5 });
+  // --pseudo-huber-c sets c itself (the Sec. 3.3 sweep); 0 keeps iCT's.
+  await assertClose(metricOf(toyConfig({ pseudoHuberC: 0.5 }), 3)(a, b), pseudoHuber(a, b, 0.5));
+  await assertClose(
+    metricOf(toyConfig({ pseudoHuberC: 0 }), 3)(a, b),
+    pseudoHuber(a, b, 0.00054 * Math.sqrt(3)),
+  );
+  const flagged = toyConfig();
+  applyOverrides(flagged, [["pseudo-huber-c", "0.25"]]);
+  assertEquals(flagged.pseudoHuberC, 0.25);
+  assertThrows(() => validateConfig(toyConfig({ pseudoHuberC: -1 })), Error, "pseudoHuberC must be >= 0");
 });
 
 Deno.test("shared dropout: student and teacher see the same mask only when asked", async () => {

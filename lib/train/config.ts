@@ -22,6 +22,8 @@ export interface TrainConfig {
   teacherMu0: number;
   /** Pseudo-Huber, c = 0.00054·√d ["l2": squared ℓ2, the kit's stand-in for CT's LPIPS]. */
   metric: "pseudo-huber" | "l2";
+  /** Pseudo-Huber's c; 0 = iCT's 0.00054·√d (d: values per sample). Set it to sweep c (Sec. 3.3). */
+  pseudoHuberC: number;
   /** N(k) = min(s0·2^⌊k/K′⌋, s1) + 1 ["sqrt": CT's square-root curriculum]. */
   curriculum: "exponential" | "sqrt";
   /** Curriculum constants: iCT s0 = 10, s1 = 1280 [CT: 2, 150 on CIFAR-10, 2, 200 on ImageNet 64]. */
@@ -129,6 +131,7 @@ const ICT = {
   teacher: "stopgrad",
   teacherMu0: 0.9,
   metric: "pseudo-huber",
+  pseudoHuberC: 0,
   curriculum: "exponential",
   s0: 10,
   s1: 1280,
@@ -264,6 +267,9 @@ export function validateConfig(c: TrainConfig): void {
   if (!(c.emaDecay >= 0 && c.emaDecay < 1)) problems.push(`emaDecay must be in [0, 1), got ${c.emaDecay}`);
   if (!(c.optimizer.lr > 0)) problems.push(`optimizer.lr must be > 0, got ${c.optimizer.lr}`);
   if (!(c.sigmaData > 0)) problems.push(`sigmaData must be > 0, got ${c.sigmaData}`);
+  if (!((c.pseudoHuberC ?? 0) >= 0)) {
+    problems.push(`pseudoHuberC must be >= 0 (0: 0.00054·√d), got ${c.pseudoHuberC}`);
+  }
   if (!(c.s1 >= c.s0 && c.s0 >= 1)) {
     problems.push(`curriculum needs 1 <= s0 <= s1, got s0=${c.s0}, s1=${c.s1}`);
   }

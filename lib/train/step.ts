@@ -6,7 +6,7 @@
 // any split of the batch takes exactly the same step as one pass.
 import * as tf from "@tensorflow/tfjs";
 import type { ConsistencyModel } from "../consistency_model.ts";
-import { ctLoss, ictMetric, type Metric, squaredL2, teacherOutput } from "../losses.ts";
+import { ctLoss, ictMetric, type Metric, pseudoHuber, squaredL2, teacherOutput } from "../losses.ts";
 import { type Params, trainableParams } from "../nn/params.ts";
 import type { Rng } from "../rng.ts";
 import {
@@ -79,7 +79,9 @@ export function planStep(c: TrainConfig, k: number, rng: Rng, batch = c.batch): 
 
 /** The configured metric d for samples of `dim` values. */
 export function metricOf(c: TrainConfig, dim: number): Metric {
-  return c.metric === "pseudo-huber" ? ictMetric(dim) : squaredL2;
+  if (c.metric === "l2") return squaredL2;
+  const pc = c.pseudoHuberC ?? 0; // absent in configs stored before the setting existed
+  return pc > 0 ? (x, y) => pseudoHuber(x, y, pc) : ictMetric(dim); // Sec. 3.3: c = 0.00054·√d by default
 }
 
 export interface StepBatch {
