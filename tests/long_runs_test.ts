@@ -8,47 +8,21 @@ import { parseTaskFlags, type TaskSpec } from "../lib/cli.ts";
 import { epochPermutation } from "../lib/data/dataset.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
 import { osError, setWriteHook } from "../lib/fs.ts";
-import type { MlpConfig } from "../lib/models/mlp.ts";
-import { Rng } from "../lib/rng.ts";
 import { preset, type TrainConfig } from "../lib/train/config.ts";
 import { checkpointPath, listCheckpoints, runTraining } from "../lib/train/run.ts";
 import { DivergenceError, NonFiniteLossError } from "../lib/train/trainer.ts";
 import { TINY_NCSNPP } from "./reference/tiny_networks.ts";
+import { TOY_MLP, toyPoints } from "./toy_data.ts";
 
 await tf.setBackend("cpu");
 
-const MLP: MlpConfig = {
-  family: "mlp",
-  dim: 2,
-  hidden: 16,
-  depth: 2,
-  noiseChannels: 8,
-  fourierScale: 0.02,
-  dropout: 0,
-};
-
-/** 2-D points; `edit` may change sample values (NaN, huge) by index. */
-function points(size: number, edit: (i: number, v: Float32Array) => void = () => {}): Dataset {
-  const rng = Rng.seeded(5);
-  const data = Float32Array.from({ length: size * 2 }, () => rng.normal() * 0.5);
-  for (let i = 0; i < size; i++) edit(i, data.subarray(i * 2, i * 2 + 2));
-  return {
-    name: "points",
-    sampleShape: [2],
-    size,
-    labelDim: 0,
-    get(indices) {
-      const x = new Float32Array(indices.length * 2);
-      Array.from(indices).forEach((i, k) => x.set(data.subarray(i * 2, i * 2 + 2), k * 2));
-      return { x };
-    },
-  };
-}
+/** The points the long-run tests train on (seed 5). */
+const points = (size: number, edit?: (i: number, v: Float32Array) => void) => toyPoints(size, 5, edit);
 
 function toyConfig(extra: Partial<TrainConfig> = {}): TrainConfig {
   return {
     ...preset("toy2d"),
-    model: { ...MLP },
+    model: { ...TOY_MLP },
     totalIters: 400,
     batch: 8,
     maxSteps: 30,

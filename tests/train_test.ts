@@ -6,7 +6,6 @@ import { loadCheckpoint } from "../lib/checkpoint.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
 import { pseudoHuber, squaredL2 } from "../lib/losses.ts";
-import type { MlpConfig } from "../lib/models/mlp.ts";
 import { EVAL, trainableParams } from "../lib/nn/params.ts";
 import { Rng } from "../lib/rng.ts";
 import {
@@ -17,6 +16,7 @@ import {
 } from "../lib/schedules.ts";
 import { assertClose } from "../lib/testing.ts";
 import { TINY_NCSNPP } from "./reference/tiny_networks.ts";
+import { TOY_MLP, toyPoints } from "./toy_data.ts";
 import { parseFlags } from "../lib/cli.ts";
 import {
   applyOverrides,
@@ -31,39 +31,11 @@ import { NonFiniteLossError, Trainer } from "../lib/train/trainer.ts";
 
 await tf.setBackend("cpu");
 
-const MLP: MlpConfig = {
-  family: "mlp",
-  dim: 2,
-  hidden: 16,
-  depth: 2,
-  noiseChannels: 8,
-  fourierScale: 0.02,
-  dropout: 0,
-};
-
-/** A fixed set of 2-D points; `poison` makes every value of sample `poison` NaN. */
-function points(size: number, seed: number, poison = -1): Dataset {
-  const rng = Rng.seeded(seed);
-  const data = Float32Array.from({ length: size * 2 }, () => rng.normal() * 0.5);
-  if (poison >= 0) data.fill(NaN, poison * 2, poison * 2 + 2);
-  return {
-    name: "points",
-    sampleShape: [2],
-    size,
-    labelDim: 0,
-    get(indices) {
-      const x = new Float32Array(indices.length * 2);
-      Array.from(indices).forEach((i, k) => x.set(data.subarray(i * 2, i * 2 + 2), k * 2));
-      return { x };
-    },
-  };
-}
-
 /** A small config on 2-D points with every loop value set for tests. */
 function toyConfig(extra: Partial<TrainConfig> = {}): TrainConfig {
   return {
     ...preset("toy2d"),
-    model: { ...MLP },
+    model: { ...TOY_MLP },
     totalIters: 400,
     batch: 8,
     optimizer: { ...preset("toy2d").optimizer, lr: 1e-3 },
@@ -167,7 +139,7 @@ Deno.test("flags override any value, typed; bad flags say what is valid", () => 
 
 Deno.test("one step's loss equals a hand computation of Eq. 5", async () => {
   const c = toyConfig({ batch: 4 });
-  const model = new ConsistencyModel(ConsistencyModel.fromConfig(MLP).network);
+  const model = new ConsistencyModel(ConsistencyModel.fromConfig(TOY_MLP).network);
   const params = model.init(3);
   const x = tf.tensor2d([[0.3, -0.2], [1.1, 0.4], [-0.7, 0.9], [0.05, -1.2]]);
   const plan = planStep(c, 123, Rng.seeded(9));
@@ -264,7 +236,7 @@ Deno.test("the metric switch: Pseudo-Huber with c = 0.00054·√d, or squared �
 });
 
 Deno.test("shared dropout: student and teacher see the same mask only when asked", async () => {
-  const model = ConsistencyModel.fromConfig({ ...MLP, dropout: 0.5 });
+  const model = ConsistencyModel.fromConfig({ ...TOY_MLP, dropout: 0.5 });
   const params = model.init(1);
   const x = tf.ones([2, 2]);
   const s = new Float64Array([1, 1]);
@@ -283,8 +255,8 @@ Deno.test("gradient accumulation over micro-batches equals one pass over the bat
   const cases = [
     {
       name: "mlp",
-      model: { ...MLP, dropout: 0.3 },
-      x: tf.tensor2d(points(8, 1).get([0, 1, 2, 3, 4, 5, 6, 7]).x, [8, 2]),
+      model: { ...TOY_MLP, dropout: 0.3 },
+      x: tf.tensor2d(toyPoints(8, 1).get([0, 1, 2, 3, 4, 5, 6, 7]).x, [8, 2]),
     },
     { name: "tiny ncsnpp", model: TINY_NCSNPP, x: tf.randomUniform([4, 16, 16, 3], -1, 1, "float32", 3) },
   ];
@@ -331,7 +303,7 @@ Deno.test("the student EMA moves toward the student, and CT's teacher follows μ
   await assertClose(target.get("w")!, [0.1, 9]);
 
   const c = toyConfig({ teacher: "ema", emaDecay: 0.5 });
-  const trainer = Trainer.create(c, points(64, 3));
+  const trainer = Trainer.create(c, toyPoints(64, 3));
   const before = await trainer.params.get("output.weight")!.data();
   await trainer.trainStep();
   const mu = ctTeacherEmaDecay(0, c.totalIters, c.teacherMu0, c.s0, c.s1);
@@ -346,8 +318,8 @@ Deno.test("the student EMA moves toward the student, and CT's teacher follows μ
 });
 
 Deno.test("--micro-batch may change on resume: passes of 2, then of 4, take the steps of passes of 8", async () => {
-  const c = toyConfig({ model: { ...MLP, dropout: 0.3 }, checkpointEvery: 100 });
-  const data = points(50, 8);
+  const c = toyConfig({ model: { ...TOY_MLP, dropout: 0.3 }, checkpointEvery: 100 });
+  const data = toyPoints(50, 8);
   const opts = { dataset: data, quiet: true, signals: false };
   const whole = await runTraining({ ...c, microBatch: 8 }, {
     ...opts,
@@ -388,9 +360,9 @@ Deno.test("sample grids are made in passes of the memory plan's micro-batch", as
 });
 
 Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 steps after the restart)", async () => {
-  for (const extra of [{}, { teacher: "ema" as const, model: { ...MLP, dropout: 0.2 } }]) {
+  for (const extra of [{}, { teacher: "ema" as const, model: { ...TOY_MLP, dropout: 0.2 } }]) {
     const c = toyConfig({ ...extra, checkpointEvery: 7 });
-    const data = points(50, 8); // 50 samples, batch 8: epochs turn over inside the run
+    const data = toyPoints(50, 8); // 50 samples, batch 8: epochs turn over inside the run
     const a = await tempDir();
     const whole = await runTraining(c, {
       runDir: a,
@@ -439,9 +411,9 @@ Deno.test("a resumed run takes exactly the steps of an uninterrupted one (25 ste
 Deno.test("a fresh run refuses a directory that holds checkpoints; --resume refuses an empty one", async () => {
   const dir = await tempDir();
   const c = toyConfig();
-  await runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false, stopAfter: 1 });
+  await runTraining(c, { runDir: dir, dataset: toyPoints(16, 1), quiet: true, signals: false, stopAfter: 1 });
   await assertRejects(
-    () => runTraining(c, { runDir: dir, dataset: points(16, 1), quiet: true, signals: false }),
+    () => runTraining(c, { runDir: dir, dataset: toyPoints(16, 1), quiet: true, signals: false }),
     Error,
     "--resume",
   );
@@ -449,7 +421,7 @@ Deno.test("a fresh run refuses a directory that holds checkpoints; --resume refu
     async () =>
       runTraining(c, {
         runDir: await tempDir(),
-        dataset: points(16, 1),
+        dataset: toyPoints(16, 1),
         quiet: true,
         signals: false,
         resume: true,
@@ -463,7 +435,7 @@ Deno.test("a NaN loss stops the run, keeps the last good checkpoint and says so"
   const dir = await tempDir();
   const c = toyConfig({ checkpointEvery: 2, batch: 4 });
   // 12 samples, one poisoned: it shows up in the first epoch's batches at some step > 0.
-  const data = points(12, 2, 7);
+  const data = toyPoints(12, 2, (i, v) => i === 7 && v.fill(NaN));
   const err = await runTraining(c, { runDir: dir, dataset: data, quiet: true, signals: false }).catch((e) =>
     e
   );
