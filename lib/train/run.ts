@@ -17,7 +17,6 @@ import { figure, line, writePlotHtml } from "../plot.ts";
 import { sampleMany, samplingSchedule } from "../sampling.ts";
 import { concat } from "../arrays.ts";
 import { deviceLimits } from "../backend.ts";
-import { numel } from "../nn/params.ts";
 import { readCheckpointInfo } from "../checkpoint.ts";
 import { writeFileAtomic } from "../fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
@@ -536,6 +535,7 @@ export async function writeSamples(
   const batch = shape.length === 1 ? Math.min(n, 256) : Math.min(n, trainer.plan.microBatch);
   const started = performance.now();
   const parts: Float32Array[] = [];
+  let done = 0;
   for await (
     const b of sampleMany(trainer.model, trainer.ema, n, {
       taus: samplingSchedule(1),
@@ -544,8 +544,8 @@ export async function writeSamples(
     })
   ) {
     parts.push(b.x);
+    done += b.count;
     await checkStop("sample-grid"); // a signal drops the grid here, between batches
-    const done = parts.reduce((k, p) => k + p.length, 0) / numel(shape);
     const seconds = (performance.now() - started) / 1000;
     if (log && seconds > 3 && done < n) log.progress(done, n, done / seconds, "sample grid");
   }
