@@ -2,7 +2,7 @@
 // raster of 2-D toy samples. Images are NHWC; raw pixel data is row-major, channels interleaved.
 import * as tf from "@tensorflow/tfjs";
 import type { default as Sharp } from "sharp";
-import { writeFileAtomic } from "./fs.ts";
+import { writeFileAtomic } from "./io/fs.ts";
 
 let sharpModule: typeof Sharp | undefined;
 /**

@@ -1,6 +1,6 @@
 // Plotly figures as plain data, shown in the Deno Jupyter kernel.
 // A figure is {data, layout} exactly as plotly.js takes it; Jupyter renders the plotly MIME type itself.
-import { writeFileAtomic } from "./fs.ts";
+import { writeFileAtomic } from "./io/fs.ts";
 
 export interface Figure {
   data: Record<string, unknown>[];

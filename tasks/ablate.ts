@@ -5,7 +5,7 @@
 // or inconclusive: the 95% t-interval of the paired difference). Writes a JSON file with the command and date.
 import { initBackend } from "../lib/backend.ts";
 import { ablationFile, DEFAULT_SETTINGS, FIGURES, parseFigures, summaryRows } from "../lib/ablation.ts";
-import { writeFileAtomic } from "../lib/fs.ts";
+import { writeFileAtomic } from "../lib/io/fs.ts";
 import { Logger } from "../lib/log.ts";
 import { parseTaskFlags, runTask } from "../lib/cli.ts";
 

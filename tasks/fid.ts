@@ -10,7 +10,7 @@
 import { initBackend } from "../lib/backend.ts";
 import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import { type DataConfig, DATASET_NAMES } from "../lib/data/index.ts";
-import { writeFileAtomic } from "../lib/fs.ts";
+import { writeFileAtomic } from "../lib/io/fs.ts";
 import { Logger } from "../lib/log.ts";
 import {
   computeFeatures,

@@ -5,7 +5,7 @@
 // labels as "arr_1" for class-conditional models: the layout FID evaluators read). 2-D toy models write the
 // points (float32 "arr_0" [N, 2]) and a scatter plot.
 import { initBackend } from "../lib/backend.ts";
-import { writeNpz } from "../lib/data/npz.ts";
+import { writeNpz } from "../lib/io/npz.ts";
 import { imageGrid, scatterImage, toUint8, writePng } from "../lib/images.ts";
 import { Logger } from "../lib/log.ts";
 import { sampleMany, samplingSchedule } from "../lib/sampling.ts";

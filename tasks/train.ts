@@ -13,7 +13,7 @@ import {
 } from "../lib/backend.ts";
 import { buildNetwork } from "../lib/models/index.ts";
 import { planLimits, planMemory } from "../lib/train/memory_plan.ts";
-import { readCheckpointInfo } from "../lib/checkpoint.ts";
+import { readCheckpointInfo } from "../lib/io/checkpoint.ts";
 import {
   applyOverrides,
   checkResumeFlags,

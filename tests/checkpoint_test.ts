@@ -9,7 +9,7 @@ import {
   saveCheckpoint,
   type TensorEntry,
   writeSafetensors,
-} from "../lib/checkpoint.ts";
+} from "../lib/io/checkpoint.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import { modelConfig } from "../lib/models/index.ts";
 import { EVAL } from "../lib/nn/params.ts";

@@ -10,7 +10,7 @@ import { DataLoader, type Dataset, epochPermutation } from "../lib/data/dataset.
 import { IMAGENET64_FILES, loadImagenet64 } from "../lib/data/imagenet64.ts";
 import { type DataConfig, DATASET_HELP, DATASET_NAMES, loadDataset } from "../lib/data/index.ts";
 import { FASHION_MNIST_DIR, loadFashionMnist, loadMnist, readIdx } from "../lib/data/mnist.ts";
-import { decodeNpy, encodeNpy, readNpz, writeNpz } from "../lib/data/npz.ts";
+import { decodeNpy, encodeNpy, readNpz, writeNpz } from "../lib/io/npz.ts";
 import { eightGaussiansMixture, TOY_KINDS, TOY_STD, toyDataset } from "../lib/data/toy2d.ts";
 
 await tf.setBackend("cpu");

@@ -3,7 +3,7 @@
 // ranks, and one rank killed ends the job. The MPI runs need MPICH (`.ci/run` installs Debian's `mpich`);
 // without it they are skipped and say so.
 import { assert, assertEquals, assertMatch, assertNotEquals, assertThrows } from "@std/assert";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import {
   communicatorFor,
   launchedByMpi,

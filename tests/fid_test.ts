@@ -11,7 +11,7 @@ import {
   saveStats,
   symmetricEigen,
 } from "../lib/metrics/fid.ts";
-import { writeNpz } from "../lib/data/npz.ts";
+import { writeNpz } from "../lib/io/npz.ts";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
 

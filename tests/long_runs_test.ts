@@ -3,11 +3,11 @@
 // and the one flag parser of lib/cli.ts. In-process runs on tiny 2-D models on the cpu backend.
 import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { parseTaskFlags, type TaskSpec } from "../lib/cli.ts";
 import { epochPermutation } from "../lib/data/dataset.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
-import { osError, setWriteHook } from "../lib/fs.ts";
+import { osError, setWriteHook } from "../lib/io/fs.ts";
 import { preset, type TrainConfig } from "../lib/train/config.ts";
 import { checkpointPath, listCheckpoints, runTraining } from "../lib/train/run.ts";
 import { DivergenceError, NonFiniteLossError } from "../lib/train/trainer.ts";

@@ -22,7 +22,7 @@ import {
   MnistClassifier,
   trainClassifier,
 } from "../lib/metrics/mnist_classifier.ts";
-import { writeSafetensors } from "../lib/checkpoint.ts";
+import { writeSafetensors } from "../lib/io/checkpoint.ts";
 import { disposeParams, initParams } from "../lib/nn/params.ts";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";

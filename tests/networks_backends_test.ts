@@ -3,7 +3,7 @@
 // independent PyTorch implementation (tests/reference/networks_reference.py, whose outputs are committed).
 import { assert, assertEquals } from "@std/assert";
 import "@tensorflow/tfjs-backend-wasm";
-import { readSafetensors } from "../lib/checkpoint.ts";
+import { readSafetensors } from "../lib/io/checkpoint.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 import { assertClose } from "../lib/testing.ts";
 import { outputsAndGrads, tinyCases } from "./reference/tiny_networks.ts";

@@ -5,7 +5,7 @@
 // was never interrupted.
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { MnistClassifier, saveClassifier } from "../lib/metrics/mnist_classifier.ts";
 import { initParams } from "../lib/nn/params.ts";
 import { checkpointPath, listCheckpoints } from "../lib/train/run.ts";

@@ -1,7 +1,7 @@
 // The headless tasks as a user runs them (subprocesses): Ctrl-C saves a checkpoint and --resume continues it,
 // `sample` writes the .npz evaluators read and PNG grids, `demo` writes its report and images.
 import { assert, assertEquals, assertMatch, assertNotEquals } from "@std/assert";
-import { readNpz } from "../lib/data/npz.ts";
+import { readNpz } from "../lib/io/npz.ts";
 import { readPng } from "../lib/images.ts";
 import { listCheckpoints } from "../lib/train/run.ts";
 

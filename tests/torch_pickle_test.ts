@@ -4,7 +4,7 @@
 import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "@std/assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { readSafetensors } from "../lib/checkpoint.ts";
+import { readSafetensors } from "../lib/io/checkpoint.ts";
 import {
   downloadInceptionWeights,
   INCEPTION_SAFETENSORS,
@@ -18,7 +18,7 @@ import {
   torchFileFormat,
   type TorchTensor,
   torchToSafetensors,
-} from "../lib/torch_pickle.ts";
+} from "../lib/io/torch_pickle.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const FIX = join(root, "tests/fixtures/torch");

@@ -2,7 +2,7 @@
 // checkpoint writes and the NaN guard, on tiny networks on the cpu backend.
 import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { loadCheckpoint } from "../lib/io/checkpoint.ts";
 import { ConsistencyModel } from "../lib/consistency_model.ts";
 import type { Dataset } from "../lib/data/dataset.ts";
 import { pseudoHuber, squaredL2 } from "../lib/losses.ts";

@@ -6,7 +6,7 @@ import { basename, join, resolve } from "node:path";
 import { gunzipSync } from "fflate";
 import { parseTar } from "nanotar";
 import { concat } from "../arrays.ts";
-import { downloadWithHash, fileSize, writeFileAtomic } from "../fs.ts";
+import { downloadWithHash, fileSize, writeFileAtomic } from "../io/fs.ts";
 import { DATA_ROOT, type Dataset, PlanarU8Images } from "./dataset.ts";
 
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";

@@ -6,9 +6,9 @@
 // back to back as stored, `train_labels.i32`: 0-based int32 little-endian, `train_cache.json`: what it was
 // made from, written last), and `get` reads images from the cache by seeking.
 import { basename, join } from "node:path";
-import { fileSize, writeAll, writeAtomic, writeFileAtomic } from "../fs.ts";
+import { fileSize, writeAll, writeAtomic, writeFileAtomic } from "../io/fs.ts";
 import { checkIndices, DATA_ROOT, type Dataset, planarToNhwc } from "./dataset.ts";
-import { readNpz } from "./npz.ts";
+import { readNpz } from "../io/npz.ts";
 
 export const IMAGENET64_DIR = join(DATA_ROOT, "imagenet64");
 export const IMAGENET64_SITE = "https://image-net.org/download-images.php";

@@ -6,7 +6,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "fflate";
-import { fileSize } from "../fs.ts";
+import { fileSize } from "../io/fs.ts";
 import { type Dataset, PlanarU8Images } from "./dataset.ts";
 
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";

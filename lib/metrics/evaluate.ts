@@ -3,11 +3,11 @@
 // and streaming feature statistics + logits over batches.
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
-import { readSafetensors } from "../checkpoint.ts";
+import { readSafetensors } from "../io/checkpoint.ts";
 import { checkStop } from "../cli.ts";
 import { loadDataset } from "../data/index.ts";
 import type { DataConfig } from "../data/index.ts";
-import { readNpz } from "../data/npz.ts";
+import { readNpz } from "../io/npz.ts";
 import { quantize, readPng } from "../images.ts";
 import { FeatureStats, frechetDistance } from "./fid.ts";
 import { FidInception, LOGITS_DIM, POOL3_DIM, syntheticInceptionStateDict } from "./inception.ts";

@@ -11,9 +11,9 @@
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readSafetensors } from "../checkpoint.ts";
-import { downloadWithHash, fileSize, writeFileAtomic } from "../fs.ts";
-import { readTorchFile, torchToSafetensors } from "../torch_pickle.ts";
+import { readSafetensors } from "../io/checkpoint.ts";
+import { downloadWithHash, fileSize, writeFileAtomic } from "../io/fs.ts";
+import { readTorchFile, torchToSafetensors } from "../io/torch_pickle.ts";
 
 export const INCEPTION_URL =
   "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth";

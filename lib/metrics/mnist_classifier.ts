@@ -7,7 +7,7 @@
 // → conv 3×3 32 → ReLU → 2×2 average pool → flatten (7·7·32) → dense 128 → ReLU (the features) → dense 10.
 // Trained with Adam (lr 1e-3) on softmax cross-entropy; the data order is the kit's seeded DataLoader's.
 import * as tf from "@tensorflow/tfjs";
-import { readSafetensors, type TensorEntry, writeSafetensors } from "../checkpoint.ts";
+import { readSafetensors, type TensorEntry, writeSafetensors } from "../io/checkpoint.ts";
 import { DATA_ROOT, DataLoader, type Dataset } from "../data/dataset.ts";
 import { loadDataset } from "../data/index.ts";
 import { Conv2d, Dense, type InitMode } from "../nn/layers.ts";

@@ -11,7 +11,7 @@ import { concat } from "../arrays.ts";
 import type { ConsistencyModel } from "../consistency_model.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { loadDataset } from "../data/index.ts";
-import { fileSize } from "../fs.ts";
+import { fileSize } from "../io/fs.ts";
 import { energyDistance, slicedWasserstein } from "../metrics/distances.ts";
 import {
   arraySource,

@@ -1,6 +1,6 @@
 // One training process per run directory: RUN/lock holds the owner's PID and host. A second process is refused
 // while the owner lives; a lock whose process is gone (a crash, kill -9) is taken over, so it never sticks.
-import { writeFileAtomic } from "../fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 
 export interface RunLock {
   path: string;

@@ -2,7 +2,7 @@
 // EMA teacher when asked for, the optimizer, the host RNG and the data order. A checkpoint holds all of it, so
 // a resumed run takes exactly the steps the uninterrupted one would have taken.
 import * as tf from "@tensorflow/tfjs";
-import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
+import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
 import { oneHotLabels } from "../models/network.ts";

@@ -4,7 +4,7 @@
 //   <net>/x [B, H, W, C]   <net>/c_noise [B]   adm/labels [B, classes] (one-hot)
 // Metadata "<net>.config" holds each config as JSON. Not run in CI; its output is committed.
 // Run: deno run -A tests/reference/make_network_fixture.ts
-import { type TensorEntry, writeSafetensors } from "../../lib/checkpoint.ts";
+import { type TensorEntry, writeSafetensors } from "../../lib/io/checkpoint.ts";
 import { tinyCases } from "./tiny_networks.ts";
 
 const tensors = new Map<string, TensorEntry>();

@@ -4,7 +4,7 @@
 // bytes, then the raw C-order data. Reads check the header against the data length; writes produce
 // version 1.0 .npy members stored uncompressed, which np.load reads.
 import { unzipSync, zipSync } from "fflate";
-import { writeFileAtomic } from "../fs.ts";
+import { writeFileAtomic } from "./fs.ts";
 
 export type NpyDType = "uint8" | "int32" | "int64" | "float32" | "float64";
 export type NpyData = Uint8Array | Int32Array | BigInt64Array | Float32Array | Float64Array;

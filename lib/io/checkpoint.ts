@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
 import { readFileOr, writeAll, writeAtomic } from "./fs.ts";
-import { numel, type Params, type ParamSpec } from "./nn/params.ts";
+import { numel, type Params, type ParamSpec } from "../nn/params.ts";
 
 const DTYPES = {
   F32: { bytes: 4, array: Float32Array },

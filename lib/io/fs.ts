@@ -1,7 +1,7 @@
 // Files the kit writes and checks: atomic writes (temp file in the same folder, fsync, rename: a failed or
 // killed write leaves the old file as it was) and small stat helpers. Every writer of the kit goes through here.
 import { createHash } from "node:crypto";
-import { concat } from "./arrays.ts";
+import { concat } from "../arrays.ts";
 
 /** Size in bytes of a file, or −1 if there is none. */
 export function fileSize(path: string): number {
