@@ -114,6 +114,81 @@ export function rowDots(
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Pairwise squared Euclidean distances, by direct differences.
+//
+// Why not ‖a‖² + ‖b‖² − 2a·b: its round-off is relative to ‖a‖² + ‖b‖², not to the distance, so for near
+// neighbours (the k-NN radii of precision/recall) it loses the digits that decide ties, a duplicate pair
+// comes out as a small nonzero (even negative) number, and d(a, b) need not equal d(b, a). Σ_k (a_k − b_k)²
+// adds only non-negative terms: the computed value is within (dim + 1)·2⁻⁵³ relative of the exact one, a
+// duplicate gives exactly 0, d(a, b) = d(b, a) bit for bit, and points whose coordinates are small integers
+// (or other short dyadic numbers) give exact distances, so equal distances compare equal. Every pair is summed
+// in the same order (k = 0, 1, …, one accumulator), so squaredDistances and squaredDistance agree bit for bit
+// and whatever blocks a caller uses gives the same numbers.
+
+/**
+ * out[i·ldo + j] = Σ_k (a[i·dim + k] − b[j·dim + k])² for rows i < ra of A [ra, dim] and j < rb of B [rb, dim].
+ * Tiles of 16 B rows stay in cache; 2×2 blocks share loads (four independent sums, each in k order).
+ */
+export function squaredDistances(
+  a: Float64Array,
+  ra: number,
+  b: Float64Array,
+  rb: number,
+  dim: number,
+  out: Float64Array,
+  ldo: number,
+): void {
+  checkShape(a.length, ra, dim, "squaredDistances (a)");
+  checkShape(b.length, rb, dim, "squaredDistances (b)");
+  if (ra > 0 && rb > 0 && (ldo < rb || out.length < (ra - 1) * ldo + rb)) {
+    throw new Error(
+      `squaredDistances: out holds ${out.length} values, [${ra}, ${rb}] with stride ${ldo} does not fit`,
+    );
+  }
+  const T = 16;
+  for (let jt = 0; jt < rb; jt += T) {
+    const jtEnd = Math.min(rb, jt + T);
+    for (let i = 0; i < ra; i += 2) {
+      const i1 = Math.min(i + 1, ra - 1), oi = i * dim, oi1 = i1 * dim;
+      for (let j = jt; j < jtEnd; j += 2) {
+        const j1 = Math.min(j + 1, jtEnd - 1), oj = j * dim, oj1 = j1 * dim;
+        let s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+        for (let k = 0; k < dim; k++) {
+          const a0 = a[oi + k], a1 = a[oi1 + k], c0 = b[oj + k], c1 = b[oj1 + k];
+          const d00 = a0 - c0, d01 = a0 - c1, d10 = a1 - c0, d11 = a1 - c1;
+          s00 += d00 * d00;
+          s01 += d01 * d01;
+          s10 += d10 * d10;
+          s11 += d11 * d11;
+        }
+        out[i * ldo + j] = s00;
+        if (j1 !== j) out[i * ldo + j1] = s01;
+        if (i1 !== i) {
+          out[i1 * ldo + j] = s10;
+          if (j1 !== j) out[i1 * ldo + j1] = s11;
+        }
+      }
+    }
+  }
+}
+
+/** Σ_k (a[ao + k] − b[bo + k])², in k order: bit for bit what squaredDistances gives for the same rows. */
+export function squaredDistance(
+  a: Float32Array | Float64Array,
+  ao: number,
+  b: Float32Array | Float64Array,
+  bo: number,
+  dim: number,
+): number {
+  let s = 0;
+  for (let k = 0; k < dim; k++) {
+    const d = a[ao + k] - b[bo + k];
+    s += d * d;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Symmetric eigensolver: Householder tridiagonalization, then implicit QL with Wilkinson-type shifts
 // (Golub & Van Loan §8.3; Wilkinson & Reinsch's tred2/tql2). Both are O(n³) and backward stable.
 
