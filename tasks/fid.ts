@@ -1,5 +1,6 @@
-// deno task fid:ref --data cifar10 [--data-dir DIR] [--split train|test] [--n N] [--out FILE.npz]
-// deno task fid --samples DIR|FILE.npz|DATASET:SPLIT --ref DATASET|FILE.npz [--n 50000] [--is] [--out FILE.json]
+// deno task fid:ref --data cifar10 [--data-dir DIR] [--split train|test] [--n N] [--pr] [--out FILE.npz]
+// deno task fid --samples DIR|FILE.npz|DATASET:SPLIT --ref DATASET|FILE.npz [--n 50000] [--is] [--pr]
+//               [--out FILE.json]
 //   both: [--features inception|mnist|fashion-mnist] [--weights real|standin] [--classifier FILE] [--batch B]
 //         [--backend NAME]
 // Reference statistics (feature mean and covariance, pytorch-fid's .npz layout) and FID / Inception Score of
@@ -7,10 +8,13 @@
 // `--weights standin` a synthetic set of weights stands in, and every output says so: those numbers are not FIDs.
 // `--features mnist` (or fashion-mnist) uses the small classifier of `deno task data:mnist-classifier`
 // instead: the MNIST-FD, a CPU-sized proxy for 28×28 samples that every output labels as not comparable to FID.
-import { initBackend } from "../lib/backend.ts";
+// `--pr`: improved precision and recall (Kynkäänniemi et al. 2019, k = 3) on the same features; `fid:ref --pr`
+// keeps the reference features themselves (float32 [N, dim], 8 KiB an image at 2048-d) in the .npz for it.
+import { initBackend, runsOnCpu } from "../lib/backend.ts";
 import { parseTaskFlags, runTask } from "../lib/cli.ts";
 import { type DataConfig, DATASET_NAMES } from "../lib/data/index.ts";
 import { writeFileAtomic } from "../lib/io/fs.ts";
+import { readNpz } from "../lib/io/npz.ts";
 import { Logger } from "../lib/log.ts";
 import {
   computeFeatures,
@@ -27,6 +31,7 @@ import {
 } from "../lib/metrics/evaluate.ts";
 import { frechetDistance, inceptionScore, loadStats, saveStats } from "../lib/metrics/fid.ts";
 import { CLASSIFIER_DATASETS, type ClassifierDataset } from "../lib/metrics/mnist_classifier.ts";
+import { precisionRecall, referenceFeatures, tfGramKernel } from "../lib/metrics/precision_recall.ts";
 
 const REF_DIR = "data/fid_refs";
 const RECORD_DIR = "data/fid_runs";
@@ -37,8 +42,8 @@ const perSecond = (rate: number) =>
 await runTask(async () => {
   const args = parseTaskFlags({
     usage:
-      "deno task fid:ref --data DATASET [--data-dir DIR] [--split train|test] [--n N] [--out FILE.npz]\n" +
-      "       deno task fid --samples DIR|FILE.npz|DATASET:SPLIT --ref DATASET|FILE.npz [--n N] [--is] " +
+      "deno task fid:ref --data DATASET [--data-dir DIR] [--split train|test] [--n N] [--pr] [--out FILE.npz]\n" +
+      "       deno task fid --samples DIR|FILE.npz|DATASET:SPLIT --ref DATASET|FILE.npz [--n N] [--is] [--pr] " +
       "[--out FILE.json]",
     positionals: ["mode"],
     flags: [
@@ -49,6 +54,10 @@ await runTask(async () => {
       { name: "ref", value: "DATASET|FILE", help: "fid: the reference statistics" },
       { name: "n", value: "N", help: "use the first N images" },
       { name: "is", help: "fid: the Inception Score too" },
+      {
+        name: "pr",
+        help: "fid:ref: keep the features for precision/recall; fid: improved precision and recall (k = 3)",
+      },
       { name: "out", value: "FILE", help: "where to write (default data/fid_refs/… or next to the samples)" },
       { name: "features", value: "NAME", default: "inception", help: "inception, mnist or fashion-mnist" },
       { name: "weights", value: "real|standin", default: "real", help: "standin: NOT an FID, for tests" },
@@ -58,9 +67,9 @@ await runTask(async () => {
     ],
   });
   const mode = args.positionals.mode;
-  const values = { ...args.values, is: args.flag("is") } as Record<string, string | undefined> & {
-    is: boolean;
-  };
+  const values = { ...args.values, is: args.flag("is"), pr: args.flag("pr") } as
+    & Record<string, string | undefined>
+    & { is: boolean; pr: boolean };
   if (values.weights !== "real" && values.weights !== "standin") {
     throw new Error(`--weights takes real or standin, got "${values.weights}"`);
   }
@@ -83,7 +92,7 @@ await runTask(async () => {
   const refPath = (sourceName: string, n: number | undefined, id: string) =>
     `${REF_DIR}/${sourceName}${n ? `-n${n}` : ""}-${id}.npz`;
 
-  await initBackend();
+  const backend = await initBackend();
   const log = new Logger();
   const net: FeatureNetwork = features === "inception"
     ? await loadInception(values.weights as WeightsKind)
@@ -101,15 +110,21 @@ await runTask(async () => {
     const split = values.split === "test" ? "test" : "train";
     const source = await datasetSource(dataConfig(values.data), split, limit);
     log.info(`reference statistics of ${source.name}: ${source.count} images`);
-    const r = await computeFeatures(net, source, { batch, onProgress: progress });
+    const r = await computeFeatures(net, source, { batch, features: values.pr, onProgress: progress });
     log.clearBar();
     const out = values.out ?? refPath(source.name, limit, id);
     await Deno.mkdir(out.slice(0, out.lastIndexOf("/")) || ".", { recursive: true });
-    await saveStats(out, { mu: r.stats.mean(), sigma: r.stats.covariance() });
+    await saveStats(out, { mu: r.stats.mean(), sigma: r.stats.covariance(), features: r.features });
     await writeFileAtomic(
       `${out}.json`,
       JSON.stringify(
-        { source: source.name, count: r.count, metric: net.metric, weights: net.weights },
+        {
+          source: source.name,
+          count: r.count,
+          metric: net.metric,
+          weights: net.weights,
+          features: r.features ? r.count : 0,
+        },
         null,
         2,
       ) +
@@ -151,7 +166,8 @@ await runTask(async () => {
         `\` or pass --ref FILE.npz`,
     );
   }
-  const refStats = loadStats(ref);
+  const refBytes = await Deno.readFile(ref);
+  const refStats = loadStats(refBytes, ref);
   if (refStats.dim !== net.dim) {
     throw new Error(
       `${ref} holds ${refStats.dim}-dimensional statistics; ${net.metric} features have ${net.dim}`,
@@ -164,8 +180,27 @@ await runTask(async () => {
       `compare ${net.metric}s only at the same number of samples: the estimate is biased upward at small n`,
     );
   }
+  // Checked before any image is scored: the reference features that precision/recall need.
+  const refFeatures = values.pr
+    ? referenceFeatures(
+      readNpz(refBytes, ref),
+      net.dim,
+      ref,
+      values.ref.endsWith(".npz")
+        ? "re-run the `deno task fid:ref` that wrote it with --pr added"
+        : `re-run \`deno task fid:ref --data ${values.ref} --pr` +
+          `${values["data-dir"] ? ` --data-dir ${values["data-dir"]}` : ""}` +
+          `${features !== "inception" ? ` --features ${features}` : ""}` +
+          `${features === "inception" && values.weights === "standin" ? " --weights standin" : ""}\``,
+    )
+    : undefined;
   log.info(`${net.metric} of ${source.name} (${source.count} images) against ${ref}`);
-  const r = await computeFeatures(net, source, { batch, logits: values.is, onProgress: progress });
+  const r = await computeFeatures(net, source, {
+    batch,
+    logits: values.is,
+    features: values.pr,
+    onProgress: progress,
+  });
   log.clearBar();
   const distance = frechetDistance(
     r.stats.mean(),
@@ -175,6 +210,26 @@ await runTask(async () => {
     refStats.dim,
   );
   const is = r.logits ? inceptionScore(r.logits, r.count, net.logitsDim, Math.min(10, r.count)) : undefined;
+  let pr;
+  if (refFeatures) {
+    if (refFeatures.count !== r.count) {
+      log.warn(
+        `precision/recall of ${r.count} generated against ${refFeatures.count} reference features: both ` +
+          "depend on the two set sizes; compare them only at the same sizes",
+      );
+    }
+    const gram = tfGramKernel(net.dim, !runsOnCpu(backend));
+    const t0 = performance.now();
+    const res = precisionRecall(refFeatures.features, refFeatures.count, r.features!, r.count, net.dim, {
+      gram,
+      onProgress: (done, total) => {
+        const rate = done / ((performance.now() - t0) / 1000);
+        log.progress(done, total, rate, `${(rate / 1e6).toPrecision(3)}M distances/s`);
+      },
+    });
+    log.clearBar();
+    pr = { ...res, method: gram.name, seconds: (performance.now() - t0) / 1000 };
+  }
   const record = {
     samples: source.name,
     count: r.count,
@@ -183,6 +238,7 @@ await runTask(async () => {
     value: distance,
     caveat: net.caveat,
     inceptionScore: is ? { mean: is.mean, std: is.std } : undefined,
+    precisionRecall: pr,
     weights: net.weights,
     seconds: r.seconds,
     imagesPerSec: r.count / r.seconds,
@@ -192,7 +248,10 @@ await runTask(async () => {
   await Deno.mkdir(out.slice(0, out.lastIndexOf("/")) || ".", { recursive: true });
   await writeFileAtomic(out, JSON.stringify(record, null, 2) + "\n");
   console.log(
-    `${formatDistance(net, distance)}${is ? `  IS ${is.mean.toFixed(3)} ± ${is.std.toFixed(3)}` : ""}  ` +
-      `(${r.count} images, ${perSecond(record.imagesPerSec)} images/s)\nrecord: ${out}`,
+    `${formatDistance(net, distance)}${is ? `  IS ${is.mean.toFixed(3)} ± ${is.std.toFixed(3)}` : ""}` +
+      `${pr ? `  precision ${pr.precision.toFixed(4)}  recall ${pr.recall.toFixed(4)}` : ""}  ` +
+      `(${r.count} images, ${perSecond(record.imagesPerSec)} images/s${
+        pr ? `; k = ${pr.k} against ${pr.realCount} reference features, ${pr.seconds.toFixed(1)} s` : ""
+      })\nrecord: ${out}`,
   );
 }, { stoppable: true });

@@ -1,9 +1,16 @@
 // Improved precision and recall (lib/metrics/precision_recall.ts): hand-computed radii and memberships with
 // ties and duplicates, numpy/scipy values on random features (tests/reference/precision_recall_reference.py),
-// and the Gram path (float32 Gram + certified recheck) against the host path.
+// the Gram path (float32 Gram + certified recheck) against the host path, and `deno task fid --pr`.
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
+import {
+  assert,
+  assertAlmostEquals,
+  assertEquals,
+  assertMatch,
+  assertNotEquals,
+  assertThrows,
+} from "@std/assert";
 import { readNpz } from "../lib/io/npz.ts";
 import { squaredDistance, squaredDistances } from "../lib/linalg.ts";
 import {
@@ -243,4 +250,123 @@ Deno.test("errors: fewer than k + 1 points, non-finite features, shapes", () => 
     "is not [4, 2]",
   );
   assertThrows(() => pr(col([0, 1]), col([0, 1]), { k: 0 }), Error, "k must be a positive integer");
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The task.
+
+const root = new URL("..", import.meta.url).pathname;
+
+async function fidTask(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${root}tasks/fid.ts`, ...args],
+    cwd: root,
+    env: { NO_COLOR: "1", ICT_BACKEND: "wasm", ICT_WASM_THREADS: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("fid:ref --pr keeps the features; fid --pr writes precision and recall into the record", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ict-pr-test-" });
+  const common = ["--weights", "standin", "--batch", "6"];
+  const ref = await fidTask([
+    "ref",
+    "--data",
+    "mnist",
+    "--split",
+    "test",
+    "--n",
+    "6",
+    "--pr",
+    "--out",
+    `${dir}/ref.npz`,
+    ...common,
+  ]);
+  assertEquals(ref.code, 0, ref.text.slice(-2000));
+  const arrays = readNpz(`${dir}/ref.npz`);
+  assertEquals(arrays.get("features")!.shape, [6, 2048]);
+  assertEquals(arrays.get("features")!.dtype, "float32");
+  // The same 6 images against themselves: every feature lies in its own sphere.
+  const same = await fidTask(
+    [
+      "score",
+      "--samples",
+      "mnist:test",
+      "--n",
+      "6",
+      "--ref",
+      `${dir}/ref.npz`,
+      "--pr",
+      "--out",
+      `${dir}/same.json`,
+      ...common,
+    ],
+  );
+  assertEquals(same.code, 0, same.text.slice(-2000));
+  const record = JSON.parse(await Deno.readTextFile(`${dir}/same.json`));
+  assertEquals(record.precisionRecall.precision, 1);
+  assertEquals(record.precisionRecall.recall, 1);
+  assertEquals(
+    [record.precisionRecall.k, record.precisionRecall.realCount, record.precisionRecall.fakeCount],
+    [3, 6, 6],
+  );
+  assertMatch(same.text, /precision 1\.0000 {2}recall 1\.0000/);
+  assertMatch(record.caveat, /NOT an FID/);
+  // Other images: numbers in [0, 1], with the counts they come from.
+  const other = await fidTask(
+    [
+      "score",
+      "--samples",
+      "mnist:train",
+      "--n",
+      "8",
+      "--ref",
+      `${dir}/ref.npz`,
+      "--pr",
+      "--out",
+      `${dir}/other.json`,
+      ...common,
+    ],
+  );
+  assertEquals(other.code, 0, other.text.slice(-2000));
+  const p = JSON.parse(await Deno.readTextFile(`${dir}/other.json`)).precisionRecall;
+  assertEquals(p.fakeCount, 8);
+  assertEquals(p.precision, p.fakeInReal / 8);
+  assertEquals(p.recall, p.realInFake / 6);
+  // Statistics written without --pr hold no features: a clear error naming the command to re-run.
+  const plain = await fidTask([
+    "ref",
+    "--data",
+    "mnist",
+    "--split",
+    "test",
+    "--n",
+    "6",
+    "--out",
+    `${dir}/plain.npz`,
+    ...common,
+  ]);
+  assertEquals(plain.code, 0, plain.text.slice(-2000));
+  assertEquals(readNpz(`${dir}/plain.npz`).has("features"), false);
+  const noFeatures = await fidTask([
+    "score",
+    "--samples",
+    "mnist:train",
+    "--n",
+    "6",
+    "--ref",
+    `${dir}/plain.npz`,
+    "--pr",
+    ...common,
+  ]);
+  assertNotEquals(noFeatures.code, 0);
+  assertMatch(
+    noFeatures.text,
+    /plain\.npz holds no reference features.*`deno task fid:ref` that wrote it with --pr/s,
+  );
 });

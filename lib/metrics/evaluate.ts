@@ -211,6 +211,8 @@ export interface FeatureResult {
   stats: FeatureStats;
   /** Logits [count, logitsDim] when asked for (Inception Score). */
   logits?: Float32Array;
+  /** The features themselves [count, dim] when asked for (precision/recall). */
+  features?: Float32Array;
   count: number;
   seconds: number;
 }
@@ -219,24 +221,32 @@ export interface FeatureResult {
 export async function computeFeatures(
   net: FeatureNetwork,
   source: ImageSource,
-  opts: { batch: number; logits?: boolean; onProgress?: (done: number, total: number) => void },
+  opts: {
+    batch: number;
+    logits?: boolean;
+    features?: boolean;
+    onProgress?: (done: number, total: number) => void;
+  },
 ): Promise<FeatureResult> {
   const stats = new FeatureStats(net.dim);
   const logits = opts.logits ? new Float32Array(source.count * net.logitsDim) : undefined;
+  const features = opts.features ? new Float32Array(source.count * net.dim) : undefined;
   const started = performance.now();
   let done = 0;
   for await (const { x, shape } of source.batches(opts.batch)) {
     const images = tf.tensor4d(x, shape);
     const out = net.features(images);
     images.dispose();
-    stats.add((await out.features.data()) as Float32Array, shape[0], net.dim);
+    const f = (await out.features.data()) as Float32Array;
+    stats.add(f, shape[0], net.dim);
+    if (features) features.set(f, done * net.dim);
     if (logits) logits.set((await out.logits.data()) as Float32Array, done * net.logitsDim);
     tf.dispose([out.features, out.logits]);
     done += shape[0];
     opts.onProgress?.(done, source.count);
     await checkStop("features"); // a signal ends the task here, between batches
   }
-  return { stats, logits, count: done, seconds: (performance.now() - started) / 1000 };
+  return { stats, logits, features, count: done, seconds: (performance.now() - started) / 1000 };
 }
 
 /** The Fréchet distance between the features of two image sources (e.g. samples and held-out data). */

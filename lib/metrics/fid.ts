@@ -347,19 +347,26 @@ export interface FidStats {
   dim: number;
 }
 
-/** Write {mu, sigma} as float64 `mu` [dim] and `sigma` [dim, dim] in an .npz (np.load reads it). */
+/** Write {mu, sigma} as float64 `mu` [dim] and `sigma` [dim, dim] in an .npz (np.load reads it), and `features` [n, dim] float32 when given. */
 export async function saveStats(
   path: string,
-  stats: { mu: ArrayLike<number>; sigma: ArrayLike<number> },
+  stats: { mu: ArrayLike<number>; sigma: ArrayLike<number>; features?: Float32Array },
 ): Promise<void> {
   const dim = stats.mu.length;
   if (dim < 1) throw new Error("saveStats: mu is empty");
   if (stats.sigma.length !== dim * dim) {
     throw new Error(`saveStats: sigma has ${stats.sigma.length} values, mu's dim ${dim} needs ${dim * dim}`);
   }
+  if (stats.features && stats.features.length % dim !== 0) {
+    throw new Error(`saveStats: ${stats.features.length} feature values are not whole rows of ${dim}`);
+  }
   await writeNpz(path, {
     mu: { shape: [dim], data: Float64Array.from(stats.mu) },
     sigma: { shape: [dim, dim], data: Float64Array.from(stats.sigma) },
+    // The rows themselves (float32, as the network gave them), for precision/recall (`fid:ref --pr`).
+    ...(stats.features
+      ? { features: { shape: [stats.features.length / dim, dim], data: stats.features } }
+      : {}),
   });
 }
 

@@ -23,6 +23,7 @@
 // D̃ ± s are on the same side of the threshold, and only the pairs inside the band are recomputed as D. So
 // both paths give the same counts bit for bit; the Gram path only chooses what to recompute.
 import * as tf from "@tensorflow/tfjs";
+import type { NpyArray } from "../io/npz.ts";
 import { checkShape, squaredDistance, squaredDistances } from "../linalg.ts";
 
 /** The paper's neighbourhood size. */
@@ -369,4 +370,28 @@ export function precisionRecall(
     rechecked: rr.rechecked + ff.rechecked + rf.rechecked,
     pairs: total,
   };
+}
+
+/**
+ * The feature rows `features` [n, dim] (float32) of an .npz's arrays, as `deno task fid:ref --pr` writes them.
+ * `missing` says what to do when there are none (e.g. which command writes them).
+ */
+export function referenceFeatures(
+  arrays: Map<string, NpyArray>,
+  dim: number,
+  name: string,
+  missing: string,
+): { features: Float32Array; count: number } {
+  const a = arrays.get("features");
+  if (!a) {
+    throw new Error(
+      `${name} holds no reference features (no 'features' array) for precision/recall: ${missing}`,
+    );
+  }
+  if (a.dtype !== "float32" || a.shape.length !== 2 || a.shape[1] !== dim) {
+    throw new Error(
+      `${name}: 'features' is ${a.dtype} (${a.shape}), expected float32 (n, ${dim}); ${missing}`,
+    );
+  }
+  return { features: a.data as Float32Array, count: a.shape[0] };
 }
