@@ -9,6 +9,12 @@
 //   count falls by 13.7M. The sCM paper reports that AdaGN destabilized consistency training at scale, so
 //   it stays a config value; set `scaleShift: false` to test that (SETTINGS.md, Networks, [U]).
 // - Dropout only at feature resolutions ≤ 16 (iCT, Sec. 5 setup), rate 0.2 [U: a config value].
+//
+// The same class holds OpenAI's ADM (guided-diffusion's UNetModel as openai/consistency_models uses it, with
+// resblock_updown): its blocks are in the same order (input_blocks = enc, middle_block = dec in0/in1,
+// output_blocks = the rest of dec), its timestep_embedding is `positionalEmbedding`, and the two differences are
+// config values: `normGroups: 32` (GroupNorm32 everywhere, where EDM uses min(32, C/4)) and
+// `dropoutMaxResolution` ≥ the resolution (dropout in every block). lib/openai_cm.ts maps the weights.
 import * as tf from "@tensorflow/tfjs";
 import { positionalEmbedding } from "../embeddings.ts";
 import { buildDecoder, ResBlock, type ResBlockOptions, runDecoder } from "../nn/blocks.ts";
@@ -33,6 +39,8 @@ export interface AdmConfig {
   /** Dropout is applied only in blocks whose feature resolution is at most this. */
   dropoutMaxResolution: number;
   scaleShift: boolean;
+  /** GroupNorm groups of every norm layer; absent: EDM's min(32, C/4). OpenAI's ADM: 32. */
+  normGroups?: number;
 }
 
 // EDM's DhariwalUNet initialization: Kaiming-uniform with gain √(1/3) (PyTorch's default), zero for the last
@@ -75,6 +83,7 @@ export class Adm implements Network {
       resampleFilter: [1, 1],
       resampleProj: false,
       scaleShift: c.scaleShift,
+      normGroups: c.normGroups,
       init: INIT,
       initZero: INIT_ZERO,
       initAttn: INIT,
@@ -129,7 +138,7 @@ export class Adm implements Network {
     );
     this.dec = dec.blocks;
     [cout, res] = [dec.channels, dec.resolution];
-    this.outNorm = new GroupNorm(scope.child("out_norm"), cout, res, 1e-5);
+    this.outNorm = new GroupNorm(scope.child("out_norm"), cout, res, 1e-5, c.normGroups);
     this.outConv = new Conv2d(scope.child("out_conv"), cout, c.channels, res, { kernel: 3, init: INIT_ZERO });
     this.specs = scope.specs;
     this.cost = scope.cost;

@@ -44,6 +44,36 @@ export const ADM_IMAGENET64: AdmConfig = {
   scaleShift: true,
 };
 
+/**
+ * OpenAI's ADM of the CM paper's ImageNet 64 models (openai/consistency_models, cm/unet.py with their launch.sh
+ * flags): the iCT network above with GroupNorm32 everywhere and dropout (0 when sampling) in every block.
+ * lib/openai_cm.ts imports their checkpoints onto it.
+ */
+export const ADM_IMAGENET64_OPENAI_CM: AdmConfig = {
+  ...ADM_IMAGENET64,
+  dropout: 0,
+  dropoutMaxResolution: 64,
+  normGroups: 32,
+};
+
+/** OpenAI's unconditional ADM of the CM paper's LSUN Bedroom / Cat 256 models: 256 channels, no scale-shift. */
+export const ADM_LSUN256_OPENAI_CM: AdmConfig = {
+  family: "adm",
+  resolution: 256,
+  channels: 3,
+  labelDim: 0,
+  modelChannels: 256,
+  channelMult: [1, 1, 2, 2, 4, 4],
+  channelMultEmb: 4,
+  numBlocks: 2,
+  attnResolutions: [32, 16, 8],
+  channelsPerHead: 64,
+  dropout: 0,
+  dropoutMaxResolution: 256,
+  scaleShift: false,
+  normGroups: 32,
+};
+
 export const MODELS: Record<string, ModelConfig> = {
   "ncsnpp-cifar10": NCSNPP_CIFAR10,
   /** iCT-deep: twice the residual blocks (97.6M). */
@@ -51,6 +81,8 @@ export const MODELS: Record<string, ModelConfig> = {
   "adm-imagenet64": ADM_IMAGENET64,
   /** iCT-deep: twice the residual blocks (495.4M). */
   "adm-imagenet64-deep": { ...ADM_IMAGENET64, numBlocks: 6 },
+  "adm-imagenet64-openai-cm": ADM_IMAGENET64_OPENAI_CM,
+  "adm-lsun256-openai-cm": ADM_LSUN256_OPENAI_CM,
   /** A small NCSN++ for 32×32 RGB (CIFAR-10 on a CPU). */
   "ncsnpp-small-32": {
     ...NCSNPP_CIFAR10,

@@ -35,6 +35,8 @@ export interface ResBlockOptions {
   resampleProj: boolean;
   /** ADM's scale-shift norm (the embedding gives a scale and a shift) instead of adding it (NCSN++). */
   scaleShift: boolean;
+  /** GroupNorm groups: EDM's min(32, C/4) when absent; OpenAI's ADM (guided-diffusion, CM) uses 32 everywhere. */
+  normGroups?: number;
   init: InitMode;
   initZero: InitMode;
   initAttn: InitMode;
@@ -58,8 +60,8 @@ export class ResBlock {
     resolution: Resolution,
     readonly opts: ResBlockOptions,
   ) {
-    const { up = false, down = false, eps, init, initZero, resampleFilter } = opts;
-    this.norm0 = new GroupNorm(scope.child("norm0"), inChannels, resolution, eps);
+    const { up = false, down = false, eps, init, initZero, resampleFilter, normGroups } = opts;
+    this.norm0 = new GroupNorm(scope.child("norm0"), inChannels, resolution, eps, normGroups);
     this.conv0 = new Conv2d(scope.child("conv0"), inChannels, outChannels, resolution, {
       kernel: 3,
       up,
@@ -70,7 +72,7 @@ export class ResBlock {
     const res = this.outResolution = this.conv0.outResolution;
     const affineOut = outChannels * (opts.scaleShift ? 2 : 1);
     this.affine = new Dense(scope.child("affine"), opts.embChannels, affineOut, init);
-    this.norm1 = new GroupNorm(scope.child("norm1"), outChannels, res, eps);
+    this.norm1 = new GroupNorm(scope.child("norm1"), outChannels, res, eps, normGroups);
     this.dropout = new Dropout(scope, opts.dropout);
     this.conv1 = new Conv2d(scope.child("conv1"), outChannels, outChannels, res, {
       kernel: 3,
@@ -97,6 +99,7 @@ export class ResBlock {
         eps,
         init: opts.initAttn,
         initZero,
+        groups: normGroups,
       });
     }
   }

@@ -260,13 +260,19 @@ export class Conv2d {
 
 // ---- Normalization, attention, dropout ------------------------------------------------------------------
 
-/** GroupNorm with min(32, C/4) groups (EDM), per-channel scale and shift. */
+/** GroupNorm with min(32, C/4) groups (EDM) or a given count (OpenAI's ADM: 32), per-channel scale and shift. */
 export class GroupNorm {
   readonly weight: string;
   readonly bias: string;
   readonly groups: number;
-  constructor(scope: Scope, readonly channels: number, resolution: Resolution, readonly eps = 1e-5) {
-    this.groups = Math.min(32, Math.floor(channels / 4));
+  constructor(
+    scope: Scope,
+    readonly channels: number,
+    resolution: Resolution,
+    readonly eps = 1e-5,
+    groups?: number,
+  ) {
+    this.groups = groups ?? Math.min(32, Math.floor(channels / 4));
     if (this.groups < 1 || channels % this.groups !== 0) {
       throw new Error(`GroupNorm: ${channels} channels cannot be split into ${this.groups} groups`);
     }
@@ -304,10 +310,10 @@ export class SelfAttention {
     readonly channels: number,
     readonly heads: number,
     resolution: Resolution,
-    opts: { eps: number; init: InitMode; initZero: InitMode },
+    opts: { eps: number; init: InitMode; initZero: InitMode; groups?: number },
   ) {
     if (channels % heads !== 0) throw new Error(`attention: ${channels} channels over ${heads} heads`);
-    this.norm = new GroupNorm(scope.child("norm2"), channels, resolution, opts.eps);
+    this.norm = new GroupNorm(scope.child("norm2"), channels, resolution, opts.eps, opts.groups);
     this.qkv = new Conv2d(scope.child("qkv"), channels, 3 * channels, resolution, {
       kernel: 1,
       init: opts.init,
