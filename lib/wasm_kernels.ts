@@ -2,6 +2,24 @@
 // same kernels replace slower ones on cpu (filter gradient) and webgpu (both gradients).
 import * as tf from "@tensorflow/tfjs";
 
+/**
+ * The kit's speed-ups that keep their older path, switchable for A/B timing in one process
+ * (`deno task bench:step --ab NAME` alternates steps with NAME off and on). All on by default; a switch only
+ * chooses between two paths that compute the same values (tested equal in tests/wasm_kernels_test.ts and
+ * tests/optim_test.ts).
+ */
+export const fastPaths = {
+  /** wasm's Square (an XNNPACK operator, dispatched to the thread pool: ~1 ms a call on 2 threads) as x·x. */
+  square: true,
+  /** Adam / RAdam: one kernel per parameter (IctAdamUpdate) instead of ~12 element-wise ops. */
+  optimizer: true,
+  /** The gradient's squared norm: one kernel over every gradient (IctSumOfSquares) instead of 2 ops each. */
+  gradNorm: true,
+  /** BatchMatMul's per-entry slices: one kernel writing every entry (IctSplit) instead of one Slice each. */
+  split: true,
+};
+export type FastPath = keyof typeof fastPaths;
+
 type Conv2DAttrs = {
   strides: number | [number, number];
   pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
@@ -310,10 +328,7 @@ export function batchMatMulByConv(
     } else {
       const a3 = tf.broadcastTo(am, [...batchShape, m, k]).reshape([batch, m, k]);
       const b3 = tf.broadcastTo(bm, [...batchShape, k, n]).reshape([batch, k, n]);
-      // Slices along the first axis are contiguous copies (wasm's Unpack took 20 ms for [8, 256, 256]).
-      const entry = (t: tf.Tensor, i: number) => tf.slice(t, [i, 0, 0], [1, -1, -1]);
-      const as = Array.from({ length: batch }, (_, i) => entry(a3, i));
-      const bs = Array.from({ length: batch }, (_, i) => entry(b3, i));
+      const [as, bs] = [splitFirst(a3), splitFirst(b3)];
       out = tf.concat(
         as.map((ai, i) =>
           tf.conv2d(
@@ -330,6 +345,41 @@ export function batchMatMulByConv(
   });
 }
 
+const SPLIT = "IctSplit";
+
+/**
+ * The entries of t along its first axis, as tensors of shape [1, …]: one IctSplit kernel on wasm (one copy
+ * each, by TypedArray.set on the heap), else one Slice each (contiguous copies; wasm's Unpack took 20 ms for
+ * [8, 256, 256], its Slice 0.6 ms an entry).
+ */
+export function splitFirst(t: tf.Tensor): tf.Tensor[] {
+  const n = t.shape[0];
+  if (fastPaths.split && t.dtype === "float32" && tf.getKernel(SPLIT, tf.getBackend())) {
+    return tf.engine().runKernel(SPLIT, { x: t }) as tf.Tensor[];
+  }
+  return Array.from(
+    { length: n },
+    (_, i) => tf.slice(t, [i, ...t.shape.slice(1).map(() => 0)], [1, ...t.shape.slice(1)]),
+  );
+}
+
+function registerSplit(): void {
+  tf.registerKernel({
+    kernelName: SPLIT,
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend }) => {
+      const be = backend as unknown as HeapBackend;
+      const { x } = inputs as Record<string, tf.TensorInfo>;
+      const shape = [1, ...x.shape.slice(1)];
+      const size = shape.reduce((a, b) => a * b, 1);
+      const outs = Array.from({ length: x.shape[0] }, () => be.makeOutput(shape, "float32"));
+      const src = be.typedArrayFromHeap(x); // after every allocation: a growing heap replaces its buffer
+      outs.forEach((o, i) => be.typedArrayFromHeap(o).set(src.subarray(i * size, (i + 1) * size)));
+      return outs;
+    },
+  });
+}
+
 /** BatchMatMul on `backend` by batchMatMulByConv, for float32; other dtypes go to the backend's own kernel. */
 function registerBatchMatMul(backend: string): void {
   const own = tf.getKernel("BatchMatMul", backend);
@@ -338,11 +388,34 @@ function registerBatchMatMul(backend: string): void {
   tf.registerKernel({
     kernelName: "BatchMatMul",
     backendName: backend,
+    setupFunc: own.setupFunc, // binds the own kernel's wasm function when the backend starts
     kernelFunc: (args) => {
       const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
       if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
       const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
       return batchMatMulByConv(a, b, transposeA, transposeB);
+    },
+  });
+}
+
+/**
+ * Square on `backend` as Multiply(x, x) for float32 (the same IEEE products). wasm's own Square is an XNNPACK
+ * operator run on the thread pool, whose dispatch cost ~1 ms a call on 2 threads whatever the size (a [128, 64]
+ * tensor: 0.96 ms, x·x 0.02 ms); the gradient norm and Adam's v square every gradient (554 calls a step of
+ * ncsnpp-small-32). Multiply is a plain loop. Other dtypes, or fastPaths.square off, go to the own kernel.
+ */
+function registerSquare(backend: string): void {
+  const own = tf.getKernel("Square", backend);
+  if (!own) throw new Error(`${backend} has no Square kernel to replace`);
+  tf.unregisterKernel("Square", backend);
+  tf.registerKernel({
+    kernelName: "Square",
+    backendName: backend,
+    setupFunc: own.setupFunc, // binds the own kernel's wasm function when the backend starts
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: tf.Tensor };
+      if (x.dtype !== "float32" || !fastPaths.square) return own.kernelFunc(args);
+      return tf.mul(x, x);
     },
   });
 }
@@ -407,6 +480,9 @@ export function registerWasmTrainingKernels(): void {
   registerFilterGradient("wasm");
   registerIm2col("cpu"); // a new kernel only: cpu keeps its own conv gradients unless registerCpuTrainingKernels
   registerBatchMatMul("wasm");
+  registerSquare("wasm");
+  registerSplit();
+  registerOptimizerKernels();
   registerGroupNorm();
   registerFir();
   registerFlipFilter();
@@ -797,4 +873,179 @@ export function fusedFir(x: tf.Tensor4D, attrs: FirAttrs, adjoint: boolean): tf.
     })) as unknown as (...args: (tf.Tensor | tf.GradSaveFunc)[]) => { value: tf.Tensor; gradFunc: never },
   );
   return f(x) as tf.Tensor4D;
+}
+
+// ---- Adam / RAdam update and the gradient's squared norm, one pass each, in JavaScript ------------------
+//
+// The optimizer's element-wise work as TF.js ops is ~12 kernels per parameter tensor (276 tensors in
+// ncsnpp-small-32), each a separate pass with its own output; the gradient norm is a Square and a Sum per
+// tensor. Here one kernel per tensor does the whole update, and one kernel sums every gradient's squares.
+
+/** The host scalars of one update (lib/train/optim.ts computes them), as the kernel's attributes. */
+export interface AdamUpdateAttrs {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** θ ← θ − stepSize·m/denom (or θ ← θ − stepSize·m when not adaptive). */
+  stepSize: number;
+  /** false: RAdam before rectification (θ ← θ − stepSize·m). */
+  adaptive: boolean;
+  /** Adam's denom √v/√(1−β2^t) + ε (then sqrtBc2 = √(1−β2^t)); RAdam's is √v + ε. */
+  adam: boolean;
+  sqrtBc2: number;
+}
+
+/**
+ * One Adam/RAdam update of a parameter tensor, into pOut, mOut, vOut (which may be p, m, v). Every step is a
+ * float32 operation as the TF.js ops of lib/train/optim.ts do it, in the same order, with the same float32
+ * constants (Math.fround after each double operation gives the correctly rounded float32 result for +, −, ×,
+ * ÷ and √), so the result is bit-identical to those ops on wasm and cpu:
+ *   g ← g + λθ;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  θ ← θ − s·m/denom.
+ */
+export function adamUpdate(
+  p: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  g: Float32Array,
+  a: AdamUpdateAttrs,
+  pOut: Float32Array,
+  mOut: Float32Array,
+  vOut: Float32Array,
+): void {
+  const f = Math.fround;
+  const [b1, b2, c1, c2] = [f(a.beta1), f(a.beta2), f(1 - a.beta1), f(1 - a.beta2)];
+  const [wd, eps, step, sb] = [f(a.weightDecay), f(a.eps), f(a.stepSize), f(a.sqrtBc2)];
+  const decay = a.weightDecay !== 0;
+  for (let i = 0; i < p.length; i++) {
+    const pi = p[i];
+    const gi = decay ? f(g[i] + f(pi * wd)) : g[i];
+    const mi = f(f(m[i] * b1) + f(gi * c1));
+    const vi = f(f(v[i] * b2) + f(f(gi * gi) * c2));
+    let dir = mi;
+    if (a.adaptive) {
+      const root = f(Math.sqrt(vi));
+      dir = f(mi / (a.adam ? f(f(root / sb) + eps) : f(root + eps)));
+    }
+    mOut[i] = mi;
+    vOut[i] = vi;
+    pOut[i] = pi - f(dir * step);
+  }
+}
+
+/** Σ x² over every array, accumulated in float64. */
+export function sumOfSquares(xs: readonly Float32Array[]): number {
+  let total = 0;
+  for (const x of xs) {
+    let s = 0;
+    for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+    total += s;
+  }
+  return total;
+}
+
+const ADAM_UPDATE = "IctAdamUpdate";
+const SUM_OF_SQUARES = "IctSumOfSquares";
+
+/** Read-write access to a kernel's float32 tensors: wasm's heap, or cpu's host arrays. */
+function hostAccess(backend: string, be: unknown) {
+  if (backend === "wasm") {
+    const hb = be as HeapBackend;
+    return {
+      output: (shape: number[]) => hb.makeOutput(shape, "float32"),
+      view: (t: tf.TensorInfo) => hb.typedArrayFromHeap(t),
+    };
+  }
+  const cb = be as {
+    readSync(id: unknown): Float32Array;
+    makeTensorInfo(shape: number[], dtype: "float32", values: Float32Array): tf.TensorInfo;
+  };
+  const made = new Map<unknown, Float32Array>(); // the arrays of this call's outputs
+  return {
+    output: (shape: number[]) => {
+      const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      const info = cb.makeTensorInfo(shape, "float32", values);
+      made.set(info.dataId, values);
+      return info;
+    },
+    view: (t: tf.TensorInfo) => made.get(t.dataId) ?? cb.readSync(t.dataId),
+  };
+}
+
+/** The optimizer and gradient-norm kernels on wasm and cpu (idempotent). */
+export function registerOptimizerKernels(): void {
+  for (const backend of ["wasm", "cpu"]) {
+    if (tf.getKernel(ADAM_UPDATE, backend)) continue;
+    tf.registerKernel({
+      kernelName: ADAM_UPDATE,
+      backendName: backend,
+      kernelFunc: ({ inputs, backend: be, attrs }) => {
+        const io = hostAccess(backend, be);
+        const { p, m, v, g } = inputs as Record<string, tf.TensorInfo>;
+        const outs = [io.output([...p.shape]), io.output([...p.shape]), io.output([...p.shape])];
+        // Views after every allocation: a growing wasm heap replaces its buffer.
+        const [po, mo, vo] = outs.map(io.view);
+        adamUpdate(
+          io.view(p),
+          io.view(m),
+          io.view(v),
+          io.view(g),
+          attrs as unknown as AdamUpdateAttrs,
+          po,
+          mo,
+          vo,
+        );
+        return outs;
+      },
+    });
+    tf.registerKernel({
+      kernelName: SUM_OF_SQUARES,
+      backendName: backend,
+      kernelFunc: ({ inputs, backend: be }) => {
+        const io = hostAccess(backend, be);
+        const out = io.output([]);
+        const total = sumOfSquares(Object.values(inputs as Record<string, tf.TensorInfo>).map(io.view));
+        io.view(out)[0] = total;
+        return out;
+      },
+    });
+  }
+}
+
+/** Is the fused optimizer kernel there for the current backend (and fastPaths.optimizer on)? */
+export function hasFusedAdam(): boolean {
+  return fastPaths.optimizer && tf.getKernel(ADAM_UPDATE, tf.getBackend()) !== undefined;
+}
+
+/** [θ', m', v'] of one update (float32 tensors of one shape); only where hasFusedAdam(). */
+export function fusedAdamUpdate(
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  attrs: AdamUpdateAttrs,
+): tf.Tensor[] {
+  return tf.engine().runKernel(
+    ADAM_UPDATE,
+    { p, m, v, g },
+    attrs as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor[];
+}
+
+/**
+ * Σ x² over all of `xs` (float32 tensors) as a float32 scalar: one kernel where the backend has it (sums in
+ * float64) and fastPaths.gradNorm is on, else a Sum of a Square per tensor, concatenated and summed.
+ */
+export function sumOfSquaresOf(xs: readonly tf.Tensor[]): tf.Scalar {
+  if (
+    fastPaths.gradNorm && tf.getKernel(SUM_OF_SQUARES, tf.getBackend()) &&
+    xs.every((x) => x.dtype === "float32")
+  ) {
+    return tf.engine().runKernel(
+      SUM_OF_SQUARES,
+      Object.fromEntries(xs.map((x, i) => [`x${i}`, x])),
+    ) as tf.Scalar;
+  }
+  // concat, not addN: webgpu's AddN binds every input at once and fails past 8 (llvmpipe's limit).
+  return tf.tidy(() => tf.sum(tf.concat(xs.map((g) => tf.sum(tf.square(g)).reshape([1])))));
 }

@@ -21,6 +21,7 @@ import { trainableParams } from "../lib/nn/params.ts";
 import { allocateModel, type StepModel, timeIctStep } from "../lib/step_timing.ts";
 import { DEFAULT_OPTIMIZER, Optimizer } from "../lib/train/optim.ts";
 import { wasmThreads } from "../lib/wasm_threads.ts";
+import { type FastPath, fastPaths } from "../lib/wasm_kernels.ts";
 
 const CASES = [
   { model: "ncsnpp-small-32", batch: 8 },
@@ -51,6 +52,13 @@ function parseOrExit() {
         { name: "json", value: "FILE", help: "also write the figures as JSON" },
         { name: "top", value: "N", default: "15", help: "kernels in the profile" },
         { name: "shapes", help: "split the profile by input shape" },
+        {
+          name: "ab",
+          value: "LIST",
+          help: `instead of PyTorch: time the kit with these speed-ups off (A) and on (B), alternating (${
+            Object.keys(fastPaths).join(", ")
+          }, or all)`,
+        },
       ],
     });
     const values = {
@@ -60,6 +68,7 @@ function parseOrExit() {
       "no-torch": args.flag("no-torch"),
       "no-profile": args.flag("no-profile"),
       shapes: args.flag("shapes"),
+      ab: args.values.ab,
     };
     const reps = args.int("reps", 1)!;
     const warmup = args.int("warmup", 0)!;
@@ -72,6 +81,17 @@ function parseOrExit() {
 }
 const { values, reps, warmup, top } = parseOrExit();
 const wanted = values.models.split(",").map((s) => s.trim());
+const abPaths = values.ab === undefined
+  ? []
+  : values.ab === "all"
+  ? Object.keys(fastPaths) as FastPath[]
+  : values.ab.split(",").map((s) => s.trim()) as FastPath[];
+for (const p of abPaths) {
+  if (!(p in fastPaths)) {
+    console.error(`--ab: ${p} is not one of ${Object.keys(fastPaths).join(", ")}, all`);
+    Deno.exit(2);
+  }
+}
 for (const m of wanted) {
   if (!CASES.some((c) => c.model === m)) {
     console.error(`--models: ${m} is not one of ${CASES.map((c) => c.model).join(", ")}`);
@@ -238,7 +258,11 @@ function shapesOf(inputs: unknown): string {
 
 const choice = await initBackend({ backend: "wasm", quiet: true });
 const threads = wasmThreads();
-const missing = values["no-torch"] ? "--no-torch" : await torchMissing(values.python!);
+const missing = values["no-torch"]
+  ? "--no-torch"
+  : abPaths.length
+  ? "--ab"
+  : await torchMissing(values.python!);
 const loadavg = () => Deno.loadavg().map((v) => v.toFixed(2)).join(" ");
 console.log(
   `bench:step — the kit on ${choice.name} with ${threads} thread${threads > 1 ? "s" : ""}; ` +
@@ -267,6 +291,29 @@ for (const { model, batch } of CASES.filter((c) => wanted.includes(c.model))) {
     let seed = 1;
     const kitStep = async () => (await timeIctStep(m!, config, batch, seed++, optimizer)).seconds;
     for (let i = 0; i < warmup; i++) await kitStep();
+    if (abPaths.length) {
+      // A/B: the same steps with the named speed-ups off (A) and on (B), alternating which goes first.
+      const setPaths = (on: boolean) => abPaths.forEach((p) => fastPaths[p] = on);
+      const [a, b]: number[][] = [[], []];
+      for (let i = 0; i < reps; i++) {
+        for (const on of i % 2 === 0 ? [false, true] : [true, false]) {
+          setPaths(on);
+          (on ? b : a).push(await kitStep());
+        }
+      }
+      setPaths(true);
+      const perRep = a.map((x, i) => x / b[i]);
+      console.log(`\n${model}, batch ${batch}: A/B of ${abPaths.join(", ")} (${reps} pairs, interleaved)`);
+      console.log(`  A (off)  ${median(a).toFixed(3)} s/step (median; steps: ${fmt(a)})`);
+      console.log(`  B (on)   ${median(b).toFixed(3)} s/step (median; steps: ${fmt(b)})`);
+      console.log(
+        `  A/B time ratio ${(median(a) / median(b)).toFixed(3)} (medians); per pair ${
+          perRep.map((r) => r.toFixed(3)).join(" ")
+        }; median pair ${median(perRep).toFixed(3)}`,
+      );
+      results.push({ model, batch, threads, ab: abPaths, off: a, on: b, ratio: median(a) / median(b) });
+      continue;
+    }
     const ready = torch ? await torch.next() : undefined;
     const kit: number[] = [];
     const py: number[] = [];

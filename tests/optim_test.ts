@@ -2,6 +2,8 @@ import { assert, assertEquals, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { DEFAULT_OPTIMIZER, Optimizer, type OptimizerConfig } from "../lib/train/optim.ts";
 import { assertClose } from "../lib/testing.ts";
+import "@tensorflow/tfjs-backend-wasm";
+import { fastPaths } from "../lib/wasm_kernels.ts";
 
 await tf.setBackend("cpu");
 
@@ -71,29 +73,78 @@ Deno.test("the fixture covers Adam and RAdam, weight decay, lr overrides, and cr
   assert(REF.cases.some((c) => c.weight_decay > 0 && c.lr_per_step.some((lr) => lr !== c.lr)));
 });
 
+// Both paths: the fused kernel (IctAdamUpdate, lib/wasm_kernels.ts) and the TF.js ops it replaces.
 for (const c of REF.cases) {
-  Deno.test(`update matches torch.optim (${c.name}) after every step`, async () => {
+  for (const fused of [true, false]) {
+    Deno.test(`update matches torch.optim (${c.name}) after every step, ${fused ? "fused kernel" : "TF.js ops"}`, async () => {
+      fastPaths.optimizer = fused;
+      try {
+        await checkTrajectory(c);
+      } finally {
+        fastPaths.optimizer = true;
+      }
+    });
+  }
+}
+
+/** Case c step by step against torch's parameters after each step. */
+async function checkTrajectory(c: RefCase) {
+  const params = refParams();
+  const opt = new Optimizer(refConfig(c), params);
+  for (let k = 0; k < c.params_after.length; k++) {
+    const grads = refGrads(k);
+    const lr = c.lr_per_step[k];
+    if (lr !== c.lr) opt.update(grads, lr); // an override for this step only
+    else opt.update(grads);
+    disposeAll(grads);
+    assertEquals(opt.step, k + 1);
+    for (const [name, p] of params) {
+      await assertClose(p, c.params_after[k][name], {
+        atol: 1e-6,
+        rtol: 1e-6,
+        message: `${c.name}, t = ${k + 1}, ${name}`,
+      });
+    }
+  }
+  opt.dispose();
+  disposeAll(params);
+}
+
+/** Parameters and moments after `steps` updates of case c on the current backend, fused or by TF.js ops. */
+async function trajectory(c: RefCase, fused: boolean, steps: number): Promise<Float32Array[]> {
+  fastPaths.optimizer = fused;
+  try {
     const params = refParams();
     const opt = new Optimizer(refConfig(c), params);
-    for (let k = 0; k < c.params_after.length; k++) {
-      const grads = refGrads(k);
-      const lr = c.lr_per_step[k];
-      if (lr !== c.lr) opt.update(grads, lr); // an override for this step only
-      else opt.update(grads);
+    for (let k = 0; k < steps; k++) {
+      const grads = refGrads(k % REF.grads.length);
+      opt.update(grads, c.lr_per_step[k % c.lr_per_step.length]);
       disposeAll(grads);
-      assertEquals(opt.step, k + 1);
-      for (const [name, p] of params) {
-        await assertClose(p, c.params_after[k][name], {
-          atol: 1e-6,
-          rtol: 1e-6,
-          message: `${c.name}, t = ${k + 1}, ${name}`,
-        });
-      }
     }
+    const out = await Promise.all(
+      [...params.values(), ...opt.state().values()].map(async (x) => (await x.data()) as Float32Array),
+    );
     opt.dispose();
     disposeAll(params);
-  });
+    return out;
+  } finally {
+    fastPaths.optimizer = true;
+  }
 }
+
+Deno.test("the fused update kernel = the TF.js ops bit for bit, on cpu and wasm (every case, 12 steps)", async () => {
+  for (const backend of ["cpu", "wasm"]) {
+    assert(await tf.setBackend(backend));
+    for (const c of REF.cases) {
+      const [kernel, ops] = [await trajectory(c, true, 12), await trajectory(c, false, 12)];
+      assertEquals(kernel.length, ops.length);
+      for (let i = 0; i < ops.length; i++) {
+        assertEquals(kernel[i], ops[i], `${backend}, ${c.name}, tensor ${i}`);
+      }
+    }
+  }
+  assert(await tf.setBackend("cpu"));
+});
 
 Deno.test("state()/load(): a restored optimizer continues bit-identically", async () => {
   const c = REF.cases.find((c) => c.name === "radam_wd_lr")!;

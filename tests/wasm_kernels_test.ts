@@ -8,10 +8,13 @@ import { assertClose } from "../lib/testing.ts";
 import {
   conv2dFilterGradient,
   conv2dFilterGradientByConv,
+  fastPaths,
   flipFilter,
   hasFusedFir,
   hasFusedGroupNorm,
   registerWasmTrainingKernels,
+  splitFirst,
+  sumOfSquaresOf,
 } from "../lib/wasm_kernels.ts";
 import { firDownsample, firUpsample, GroupNorm } from "../lib/nn/layers.ts";
 import { Scope } from "../lib/nn/params.ts";
@@ -231,4 +234,56 @@ Deno.test("flipFilter (wasm's one-pass kernel, cpu's slices) = reverse in space 
   const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
   await assertClose(wasm[0], cpu[1], { atol: 0, rtol: 0 });
   await assertClose(cpu[0], cpu[1], { atol: 0, rtol: 0 });
+});
+
+Deno.test("wasm Square (as x·x) = cpu's Square bit for bit, its own kernel too, with gradient; int32 by the own kernel", async () => {
+  const run = () => {
+    const x = randn([3, 5, 7], 100);
+    return [tf.square(x), tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.square(a), x)))(x)];
+  };
+  const cpu = await on("cpu", run);
+  for (const fast of [true, false]) {
+    fastPaths.square = fast;
+    try {
+      const wasm = await on("wasm", run);
+      for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 0, rtol: 0 });
+    } finally {
+      fastPaths.square = true;
+    }
+  }
+  const ints = await on("wasm", () => [tf.square(tf.tensor1d([-3, 0, 7, 46341], "int32"))]);
+  assert.deepEqual(Array.from(ints[0]), [9, 0, 49, 46341 * 46341 | 0]);
+  await gradCheckWasm("Square", (x) => tf.square(x), [[4, 6]], 110);
+});
+
+Deno.test("sumOfSquaresOf (one kernel on wasm and cpu) = Σ of Square and Sum per tensor on cpu", async () => {
+  const shapes = [[3, 3, 4, 5], [5], [7, 2], [1]];
+  const run = () => [sumOfSquaresOf(shapes.map((s, i) => tf.mul(randn(s, 120 + i), i + 0.5)))];
+  fastPaths.gradNorm = false;
+  const ops = await on("cpu", run);
+  fastPaths.gradNorm = true;
+  const [cpu, wasm] = [await on("cpu", run), await on("wasm", run)];
+  await assertClose(cpu[0], ops[0], { atol: 0, rtol: 1e-6 });
+  await assertClose(wasm[0], ops[0], { atol: 0, rtol: 1e-6 });
+  assert.ok(ops[0][0] > 10, `a sum of squares, ${ops[0][0]}`);
+});
+
+Deno.test("splitFirst (IctSplit on wasm) = slices on cpu; wasm BatchMatMul the same with and without it", async () => {
+  const run = () => splitFirst(randn([4, 3, 2, 5], 130));
+  const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
+  assert.equal(wasm.length, 4);
+  assert.ok(await tf.setBackend("wasm"));
+  const parts = run();
+  assert.deepEqual(parts.map((t) => t.shape), Array(4).fill([1, 3, 2, 5]));
+  tf.dispose(parts);
+  for (let i = 0; i < 4; i++) await assertClose(wasm[i], cpu[i], { atol: 0, rtol: 0 });
+  const product = () => {
+    const [q, k, v] = [randn([3, 1, 6, 4], 131), randn([3, 1, 6, 4], 132), randn([3, 1, 6, 4], 133)];
+    return [tf.matMul(tf.matMul(q, k, false, true), v)];
+  };
+  fastPaths.split = false;
+  const slices = await on("wasm", product);
+  fastPaths.split = true;
+  await assertClose((await on("wasm", product))[0], slices[0], { atol: 0, rtol: 0 });
+  await assertClose((await on("cpu", product))[0], slices[0], { atol: 1e-5, rtol: 1e-5 });
 });

@@ -10,6 +10,7 @@
 // its value and moments, but t still advances (torch counts t per parameter; the two agree whenever every
 // update has every parameter).
 import * as tf from "@tensorflow/tfjs";
+import { fusedAdamUpdate, hasFusedAdam, registerOptimizerKernels } from "../wasm_kernels.ts";
 
 export interface OptimizerConfig {
   kind: "radam" | "adam";
@@ -57,6 +58,7 @@ export class Optimizer {
 
   constructor(config: OptimizerConfig, params: ReadonlyMap<string, tf.Variable>) {
     checkConfig(config);
+    registerOptimizerKernels();
     this.config = Object.freeze({ ...config });
     this.params = new Map(params);
     for (const [name, p] of this.params) {
@@ -119,6 +121,30 @@ export class Optimizer {
       }
     }
 
+    if (hasFusedAdam()) {
+      // One kernel per tensor (lib/wasm_kernels.ts, wasm and cpu): the same float32 operations as below, in
+      // the same order, bit for bit.
+      const attrs = {
+        beta1,
+        beta2,
+        eps,
+        weightDecay,
+        stepSize,
+        adaptive,
+        adam: kind === "adam",
+        sqrtBc2: Math.sqrt(bc2),
+      };
+      for (const [name, g] of grads) {
+        const [p, m, v] = [this.params.get(name)!, this.m.get(name)!, this.v.get(name)!];
+        const [p1, m1, v1] = fusedAdamUpdate(p, m, v, g, attrs);
+        m.assign(m1);
+        v.assign(v1);
+        p.assign(p1);
+        tf.dispose([p1, m1, v1]);
+      }
+      this.t = t;
+      return;
+    }
     tf.tidy(() => {
       for (const [name, g0] of grads) {
         const p = this.params.get(name)!;

@@ -22,6 +22,7 @@ import {
 import type { Shard } from "../data/dataset.ts";
 import type { SampleBatch, SigmaBatch, SigmaGrid } from "../types.ts";
 import { microBatchOf, type TrainConfig } from "./config.ts";
+import { sumOfSquaresOf } from "../wasm_kernels.ts";
 
 /** Everything random about step k, drawn on the host. */
 export interface StepPlan {
@@ -151,13 +152,7 @@ export async function lossAndGrads(
     z.dispose();
   }
   // The one read from the device per step (a sync point): the loss and the squared gradient norm.
-  const readout = tf.tidy(() =>
-    // concat, not addN: webgpu's AddN binds every input at once and fails past 8 (llvmpipe's limit).
-    tf.stack([
-      total!.loss,
-      tf.sum(tf.concat([...total!.grads.values()].map((g) => tf.sum(tf.square(g)).reshape([1])))),
-    ])
-  );
+  const readout = tf.tidy(() => tf.stack([total!.loss, sumOfSquaresOf([...total!.grads.values()])]));
   const [loss, squaredNorm] = await readout.data(); // async: webgpu cannot read synchronously
   tf.dispose([readout, total!.loss]);
   return { loss, grads: total!.grads, gradNorm: Math.sqrt(squaredNorm) };
