@@ -16,12 +16,13 @@
 // compare equal). The ADM evaluator computes its distances in float16 (float32 if that overflows) by
 // ‖a‖² + ‖b‖² − 2a·b, so its counts can differ from these by the pairs within that round-off of a radius.
 //
-// Cost: the pairs of n real and m generated features, n² + m² + nm distances of `dim` terms. The host path
-// does these in JS float64 (about a nanosecond a term here: hours at 50k). The Gram path (`gram`) computes
-// a·b in float32 with TF.js (XNNPACK on the wasm backend), and is still exact: each Gram distance D̃ comes
-// with a certified bound s ≥ |D̃ − D| (D the float64 direct-difference value), a pair is decided from D̃ when
-// D̃ ± s are on the same side of the threshold, and only the pairs inside the band are recomputed as D. So
-// both paths give the same counts bit for bit; the Gram path only chooses what to recompute.
+// Cost: n real and m generated features make n² + m² + nm ordered pairs; D being symmetric, the radii compute
+// each pair once, n²/2 + m²/2 + nm distances of `dim` terms in all. The host path does these in JS float64
+// (about 1 ns a term here: some 3 h at n = m = 50k; tests/precision_recall_bench.ts). The Gram path (`gram`)
+// computes a·b in float32 with TF.js (XNNPACK on the wasm backend), and is still exact: each Gram distance
+// D̃ comes with a certified bound s ≥ |D̃ − D| (D the float64 direct-difference value), a pair is decided from
+// D̃ when D̃ ± s are on the same side of the threshold, and only the pairs inside the band are recomputed as D.
+// So both paths give the same counts bit for bit; the Gram path only chooses what to recompute.
 import * as tf from "@tensorflow/tfjs";
 import type { NpyArray } from "../io/npz.ts";
 import { checkShape, squaredDistance, squaredDistances } from "../linalg.ts";
@@ -67,7 +68,10 @@ export interface PrecisionRecallOptions {
   k?: number;
   /** Gram products for the bulk of the distances; without one, every distance is computed on the host. */
   gram?: GramKernel;
-  /** Rows and columns per distance block (defaults: 256 × 1024 with a Gram kernel, 32 × 256 without). */
+  /**
+   * Rows and columns per distance block (defaults: 256 × 1024 with a Gram kernel, 32 × 256 without); the
+   * radii use square tiles of colBlock.
+   */
   rowBlock?: number;
   colBlock?: number;
   /** Called after each block with the distances done and the total (n² + m² + nm for precisionRecall). */
@@ -195,8 +199,8 @@ function checkK(k: number, n: number, what: string): void {
 
 /**
  * Squared k-NN radii of the rows of `features` [n, dim]: row i's (k+1)-th smallest squared distance to all
- * rows, its own 0 included once. Batched: a block of rows × columns at a time, and per row only the
- * candidates that can still be among its k + 1 nearest.
+ * rows, its own 0 included once. Batched: square tiles of colBlock rows at a time (each pair once, D being
+ * symmetric), and per row only the candidates that can still be among its k + 1 nearest.
  */
 export function manifoldRadii(
   features: Float32Array,
@@ -218,50 +222,56 @@ function radiiOf(
   doneBefore: number,
   total: number,
 ): Float64Array {
-  const { rb, cb } = blockSizes(opts);
+  // D is symmetric: square tiles of `cb` on and above the diagonal, each pair {i, j} computed once and offered
+  // to both i's and j's candidates (half the distances of a full pass).
+  const { cb: tile } = blockSizes(opts);
   const m = k + 1;
-  const radii = new Float64Array(n);
-  const out = new Float64Array(rb * cb), slack = new Float64Array(rb * cb);
+  // Per point: candidates j with lower bound D̃ − s ≤ t, where t is the m-th smallest upper bound D̃ + s seen
+  // so far (an upper bound on the radius). Every j with D ≤ radius stays a candidate.
+  const idx: number[][] = Array.from({ length: n }, () => []);
+  const lo: number[][] = Array.from({ length: n }, () => []);
+  const hi: number[][] = Array.from({ length: n }, () => []);
+  const t = new Float64Array(n).fill(Infinity);
+  const cap = new Int32Array(n).fill(4 * m + 60);
+  const prune = (i: number) => {
+    t[i] = Math.min(t[i], kth(hi[i], hi[i].length, m));
+    const ii = idx[i], ll = lo[i], hh = hi[i];
+    let w = 0;
+    for (let q = 0; q < ii.length; q++) {
+      if (ll[q] <= t[i]) ii[w] = ii[q], ll[w] = ll[q], hh[w] = hh[q], w++;
+    }
+    ii.length = ll.length = hh.length = w;
+    if (w > cap[i] / 2) cap[i] = 2 * w; // many ties at the radius: prune less often
+  };
+  const offer = (i: number, j: number, l: number, h: number) => {
+    if (l > t[i]) return;
+    idx[i].push(j), lo[i].push(l), hi[i].push(h);
+    if (idx[i].length > cap[i]) prune(i);
+  };
+  const out = new Float64Array(tile * tile), slack = new Float64Array(tile * tile);
   let done = doneBefore;
-  for (let r0 = 0; r0 < n; r0 += rb) {
-    const r1 = Math.min(n, r0 + rb), h = r1 - r0;
-    // Per row: candidates j with lower bound D̃ − s ≤ t, where t is the m-th smallest upper bound D̃ + s
-    // seen so far (an upper bound on the radius). Every j with D ≤ radius stays a candidate.
-    const idx: number[][] = Array.from({ length: h }, () => []);
-    const lo: number[][] = Array.from({ length: h }, () => []);
-    const hi: number[][] = Array.from({ length: h }, () => []);
-    const t = new Float64Array(h).fill(Infinity);
-    const cap = new Int32Array(h).fill(4 * m + 60);
-    const prune = (i: number) => {
-      t[i] = Math.min(t[i], kth(hi[i], hi[i].length, m));
-      let w = 0;
-      for (let q = 0; q < idx[i].length; q++) {
-        if (lo[i][q] <= t[i]) idx[i][w] = idx[i][q], lo[i][w] = lo[i][q], hi[i][w] = hi[i][q], w++;
-      }
-      idx[i].length = lo[i].length = hi[i].length = w;
-      if (w > cap[i] / 2) cap[i] = 2 * w; // many ties at the radius: prune less often
-    };
-    for (let c0 = 0; c0 < n; c0 += cb) {
-      const c1 = Math.min(n, c0 + cb), w = c1 - c0;
+  for (let r0 = 0; r0 < n; r0 += tile) {
+    const r1 = Math.min(n, r0 + tile), h = r1 - r0;
+    for (let c0 = r0; c0 < n; c0 += tile) {
+      const c1 = Math.min(n, c0 + tile), w = c1 - c0;
       pairs.fill(r0, r1, c0, c1, out, slack);
       for (let i = 0; i < h; i++) {
-        const o = i * w, ii = idx[i], ll = lo[i], hh = hi[i];
-        for (let j = 0; j < w; j++) {
-          const l = out[o + j] - slack[o + j];
-          if (l <= t[i]) {
-            ii.push(c0 + j), ll.push(l), hh.push(out[o + j] + slack[o + j]);
-            if (ii.length > cap[i]) prune(i);
-          }
+        const o = i * w, xi = r0 + i;
+        for (let j = c0 === r0 ? i : 0; j < w; j++) { // on a diagonal tile, j ≥ i only
+          const d = out[o + j], s = slack[o + j], yj = c0 + j;
+          offer(xi, yj, d - s, d + s);
+          if (yj !== xi) offer(yj, xi, d - s, d + s);
         }
       }
-      done += h * w;
+      done += (c0 === r0 ? 1 : 2) * h * w;
       opts.onProgress?.(done, total);
     }
-    for (let i = 0; i < h; i++) {
-      prune(i);
-      const exact = pairs.kernel ? idx[i].map((j) => pairs.exact(r0 + i, j)) : hi[i];
-      radii[r0 + i] = kth(exact, exact.length, m);
-    }
+  }
+  const radii = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    prune(i);
+    const exact = pairs.kernel ? idx[i].map((j) => pairs.exact(i, j)) : hi[i];
+    radii[i] = kth(exact, exact.length, m);
   }
   return radii;
 }
