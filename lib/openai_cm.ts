@@ -456,6 +456,12 @@ function theirShape(kit: readonly number[], layout: Layout): number[] {
   }
 }
 
+/** The names and shapes of the state_dict OpenAI's UNetModel has for `config` (PyTorch layouts). */
+export function openAiStateShapes(config: AdmConfig): Map<string, number[]> {
+  const shapes = new Map(buildNetwork(config).specs.map((s) => [s.name, s.shape]));
+  return new Map(openAiParamPairs(config).map((p) => [p.openai, theirShape(shapes.get(p.kit)!, p.layout)]));
+}
+
 /**
  * The qkv row permutation: the kit's output channel (h·d + j)·3 + t ([head, channel, (q, k, v)], EDM) takes
  * OpenAI's row t·C + h·d + j ("(three h d)", the flash attention layout of cm/unet.py).

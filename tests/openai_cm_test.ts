@@ -20,6 +20,7 @@ import {
   karrasSigma,
   nchwToNhwc,
   openAiParamPairs,
+  openAiStateShapes,
   qkvSourceRow,
   resolveFlags,
   TINY_OPENAI_CM_FIXTURE,
@@ -195,6 +196,20 @@ Deno.test("the released architectures: ImageNet 64 is the kit's ADM size, LSUN 2
   // (80^(1/7) + 22/39·(0.002^(1/7) − 80^(1/7)))^7 = 1.3824.
   assert(Math.abs(karrasSigma(0, 40) - 80) < 1e-9 && Math.abs(karrasSigma(39, 40) - 0.002) < 1e-12);
   assert(Math.abs(karrasSigma(22, 40) - 1.3824) < 1e-4, `${karrasSigma(22, 40)}`);
+});
+
+Deno.test("the released networks: exactly the names and shapes of their create_model's state_dict", async () => {
+  // tests/fixtures/openai_cm/released_shapes.json: written by their code with launch.sh's flags.
+  const theirs: Record<string, Record<string, number[]>> = JSON.parse(
+    await Deno.readTextFile(`${DIR}released_shapes.json`),
+  );
+  for (const arch of ["imagenet64", "bedroom256", "cat256"]) {
+    const ours = openAiStateShapes(admConfigFromFlags((await archFlags(arch)).flags));
+    const want = theirs[arch === "cat256" ? "bedroom256" : arch];
+    assertEquals(Object.fromEntries(ours), want, arch);
+  }
+  assertEquals(Object.keys(theirs.imagenet64).length, 541);
+  assertEquals(Object.keys(theirs.bedroom256).length, 566);
 });
 
 Deno.test('--arch as a JSON file takes their CLI spellings (True, "32,16,8") and refuses what the kit cannot build', async () => {

@@ -29,6 +29,9 @@ Outputs, from their `KarrasDenoiser(sigma_data=0.5, sigma_min=0.002, sigma_max=8
 (the consistency-model scalings with σ_min, and c_noise = 1000·0.25·ln(σ + 1e-44)):
   tiny_unet.pt     torch.save(state_dict) in their parameter names (zip format)
   tiny_unet.json   the model flags (the kit's `--arch FILE.json`)
+  released_shapes.json   {arch: {parameter name: shape}} of the networks of the released checkpoints, built by
+                   their create_model with the flags of their scripts/launch.sh (imagenet64; bedroom256, which
+                   cat256 shares): the kit's name mapping must cover exactly these names and shapes
   denoise.npz      x [N, 3, 16, 16] (NCHW, float32), sigma [N], y [N] (int32 classes), model_output [N, 3, 16, 16]
                    (F_θ(c_in·x, c_noise)), denoised [N, 3, 16, 16] (f_θ(x, σ)); float32, torch on the CPU
 """
@@ -156,6 +159,29 @@ def randomize(model, g):
             assert (p != 0).all(), f"{name} has a zero"
 
 
+# scripts/launch.sh's model flags of the released consistency models (--training_mode consistency_*).
+RELEASED = {
+    "imagenet64": dict(image_size=64, num_channels=192, num_res_blocks=3, attention_resolutions="32,16,8",
+                       class_cond=True, use_scale_shift_norm=True, dropout=0.0, num_head_channels=64,
+                       resblock_updown=True, use_fp16=True),
+    "bedroom256": dict(image_size=256, num_channels=256, num_res_blocks=2, attention_resolutions="32,16,8",
+                       class_cond=False, use_scale_shift_norm=False, dropout=0.0, num_head_channels=64,
+                       resblock_updown=True, use_fp16=True),
+}
+
+
+def released_shapes(checkout):
+    from cm.script_util import create_model
+
+    shapes = {}
+    for arch, flags in RELEASED.items():
+        model = create_model(**flags)
+        shapes[arch] = {k: list(v.shape) for k, v in model.state_dict().items()}
+        print(f"{arch}: {len(shapes[arch])} tensors, {sum(p.numel() for p in model.parameters())} parameters")
+        del model
+    return shapes
+
+
 def main():
     checkout = sys.argv[1] if len(sys.argv) > 1 else "/tmp/consistency_models"
     unet, KarrasDenoiser = import_cm(checkout)
@@ -199,7 +225,10 @@ def main():
     )
     print(f"{sum(p.numel() for p in model.parameters())} parameters; {n} samples at σ = {SIGMAS}")
     print(f"max |model_output| {model_output.abs().max().item():.3g}, max |denoised| {denoised.abs().max().item():.3g}")
-    for name in ["tiny_unet.pt", "tiny_unet.json", "denoise.npz"]:
+    with open(os.path.join(OUT, "released_shapes.json"), "w") as f:
+        json.dump(released_shapes(checkout), f, separators=(",", ":"))
+        f.write("\n")
+    for name in ["tiny_unet.pt", "tiny_unet.json", "denoise.npz", "released_shapes.json"]:
         print(f"wrote {os.path.join(OUT, name)} ({os.path.getsize(os.path.join(OUT, name))} bytes)")
 
 
