@@ -17,6 +17,12 @@ export const fastPaths = {
   gradNorm: true,
   /** BatchMatMul's per-entry slices: one kernel writing every entry (IctSplit) instead of one Slice each. */
   split: true,
+  /** The input gradient's zeros as the convolution's explicit padding instead of a PadV2 and a Slice. */
+  convPad: true,
+  /** Small matrix products by the backend's own BatchMatMul instead of a threaded convolution each. */
+  smallMatMul: true,
+  /** wasm's Identity (the engine's copy of every tensor saved for the backward pass) shares the data. */
+  identity: true,
 };
 export type FastPath = keyof typeof fastPaths;
 
@@ -279,6 +285,12 @@ export function conv2dInputGradient(
     const left = kw - 1 - info.padInfo.left;
     const bottom = h + kh - 1 - top - d.shape[1];
     const right = w + kw - 1 - left - d.shape[2];
+    if (fastPaths.convPad && tf.getBackend() === "wasm" && Math.min(top, left, bottom, right) >= 0) {
+      // The zeros as the convolution's own padding (XNNPACK's indirection buffer points at a zero row): no
+      // padded copy of dy, and no cropping Slice.
+      const pad: tf.backend_util.ExplicitPadding = [[0, 0], [top, bottom], [left, right], [0, 0]];
+      return tf.conv2d(d, flipFilter(filter), 1, pad);
+    }
     const padded = tf.pad(d, [[0, 0], [Math.max(top, 0), Math.max(bottom, 0)], [
       Math.max(left, 0),
       Math.max(right, 0),
@@ -380,7 +392,25 @@ function registerSplit(): void {
   });
 }
 
-/** BatchMatMul on `backend` by batchMatMulByConv, for float32; other dtypes go to the backend's own kernel. */
+/**
+ * Products up to this many multiply-adds go to the backend's own BatchMatMul (single-threaded, ≈1.5 GFLOP/s
+ * on wasm): a convolution is dispatched to XNNPACK's thread pool, ~1 ms a call on 2 threads however small
+ * (the dense layers' [8, 128]·[128, 64] and the 8×8 attention's [8, 64, 64] products of ncsnpp-small-32).
+ */
+export const SMALL_MATMUL_MACS = 1 << 22;
+
+/** batch·M·K·N of a (batched, broadcast) product a·b. */
+function matMulMacs(a: readonly number[], b: readonly number[], transposeA: boolean): number {
+  const k = transposeA ? a[a.length - 2] : a[a.length - 1];
+  const size = (s: readonly number[]) => s.reduce((p, q) => p * q, 1);
+  const batch = Math.max(size(a.slice(0, -2)), size(b.slice(0, -2)));
+  return batch * (size(a.slice(-2)) / k) * (size(b.slice(-2)) / k) * k;
+}
+
+/**
+ * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products (SMALL_MATMUL_MACS) and other
+ * dtypes go to the backend's own kernel.
+ */
 function registerBatchMatMul(backend: string): void {
   const own = tf.getKernel("BatchMatMul", backend);
   if (!own) throw new Error(`${backend} has no BatchMatMul kernel to replace`);
@@ -393,6 +423,9 @@ function registerBatchMatMul(backend: string): void {
       const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
       if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
       const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      if (fastPaths.smallMatMul && matMulMacs(a.shape, b.shape, transposeA) <= SMALL_MATMUL_MACS) {
+        return own.kernelFunc(args);
+      }
       return batchMatMulByConv(a, b, transposeA, transposeB);
     },
   });
@@ -416,6 +449,29 @@ function registerSquare(backend: string): void {
       const { x } = args.inputs as { x: tf.Tensor };
       if (x.dtype !== "float32" || !fastPaths.square) return own.kernelFunc(args);
       return tf.mul(x, x);
+    },
+  });
+}
+
+/**
+ * wasm's Identity shares the input's data (as cpu's does; wasm's Reshape does the same) instead of copying it:
+ * the engine clones every tensor it saves for the backward pass (1155 copies in a step of ncsnpp-small-32).
+ * Tensors are immutable and the backend counts references per data id, so a shared buffer lives until its
+ * last tensor is disposed. fastPaths.identity off: the own kernel (a copy).
+ */
+function registerIdentity(): void {
+  const own = tf.getKernel("Identity", "wasm");
+  if (!own) throw new Error("wasm has no Identity kernel to replace");
+  tf.unregisterKernel("Identity", "wasm");
+  tf.registerKernel({
+    kernelName: "Identity",
+    backendName: "wasm",
+    setupFunc: own.setupFunc,
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: tf.TensorInfo };
+      if (x.dtype === "string" || !fastPaths.identity) return own.kernelFunc(args);
+      (args.backend as unknown as { incRef(id: unknown): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
     },
   });
 }
@@ -482,6 +538,7 @@ export function registerWasmTrainingKernels(): void {
   registerBatchMatMul("wasm");
   registerSquare("wasm");
   registerSplit();
+  registerIdentity();
   registerOptimizerKernels();
   registerGroupNorm();
   registerFir();

@@ -89,23 +89,34 @@ for (const c of matmulCases) {
       const [ga, gb] = tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(f(x, w), r)))([a, b]);
       return [y, ga, gb];
     };
-    const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
-    assert.equal(wasm.length, cpu.length);
-    for (let i = 0; i < wasm.length; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
+    const cpu = await on("cpu", run);
+    // These small products go to wasm's own kernel (fastPaths.smallMatMul); off, to the convolutions.
+    for (const small of [true, false]) {
+      fastPaths.smallMatMul = small;
+      try {
+        const wasm = await on("wasm", run);
+        assert.equal(wasm.length, cpu.length);
+        for (let i = 0; i < wasm.length; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
+      } finally {
+        fastPaths.smallMatMul = true;
+      }
+    }
   });
 }
 
-Deno.test("wasm BatchMatMul gradient = finite differences (attention's shapes)", async () => {
-  await gradCheckWasm("q·kᵀ then ·v", (q, k, v) => tf.matMul(tf.matMul(q, k, false, true), v), [
-    [2, 1, 6, 3],
-    [
-      2,
-      1,
-      6,
-      3,
-    ],
-    [2, 1, 6, 3],
-  ], 11);
+Deno.test("wasm BatchMatMul gradient = finite differences (attention's shapes), own kernel and convolutions", async () => {
+  for (const small of [true, false]) {
+    fastPaths.smallMatMul = small;
+    try {
+      await gradCheckWasm("q·kᵀ then ·v", (q, k, v) => tf.matMul(tf.matMul(q, k, false, true), v), [
+        [2, 1, 6, 3],
+        [2, 1, 6, 3],
+        [2, 1, 6, 3],
+      ], 11);
+    } finally {
+      fastPaths.smallMatMul = true;
+    }
+  }
 });
 
 // The network's own convolutions: 3×3 "same" stride 1 at batch 1 and 2 (the filter gradient's GEMM has
@@ -121,6 +132,7 @@ const convCases: {
   { x: [2, 5, 5, 2], k: 3, co: 3, s: 1, pad: "same" },
   { x: [2, 7, 6, 2], k: 3, co: 3, s: 2, pad: "valid" },
   { x: [1, 4, 4, 5], k: 1, co: 2, s: 1, pad: "same" },
+  { x: [1, 6, 6, 2], k: 3, co: 2, s: 2, pad: "same" }, // TF's "same" at stride 2: 0 zeros above, 1 below
 ];
 for (const c of convCases) {
   Deno.test(`wasm conv2d gradients = cpu's own kernels and finite differences: x [${c.x}], ${c.k}×${c.k}, stride ${c.s}, ${c.pad}`, async () => {
@@ -131,9 +143,18 @@ for (const c of convCases) {
       const r = randn(f(x, fl).shape, 6);
       return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, b), r)))([x, fl]);
     };
-    const [wasm, cpu] = [await on("wasm", run), await on("cpu", run)];
-    for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-4, rtol: 1e-4 });
-    await gradCheckWasm("conv2d", f, [c.x, w], 21);
+    const cpu = await on("cpu", run);
+    // The input gradient's zeros as the convolution's padding (fastPaths.convPad) and as a padded copy.
+    for (const convPad of [true, false]) {
+      fastPaths.convPad = convPad;
+      try {
+        const wasm = await on("wasm", run);
+        for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-4, rtol: 1e-4 });
+        await gradCheckWasm("conv2d", f, [c.x, w], 21);
+      } finally {
+        fastPaths.convPad = true;
+      }
+    }
   });
 }
 
@@ -281,9 +302,35 @@ Deno.test("splitFirst (IctSplit on wasm) = slices on cpu; wasm BatchMatMul the s
     const [q, k, v] = [randn([3, 1, 6, 4], 131), randn([3, 1, 6, 4], 132), randn([3, 1, 6, 4], 133)];
     return [tf.matMul(tf.matMul(q, k, false, true), v)];
   };
+  fastPaths.smallMatMul = false; // the convolutions, which split their inputs
   fastPaths.split = false;
   const slices = await on("wasm", product);
   fastPaths.split = true;
   await assertClose((await on("wasm", product))[0], slices[0], { atol: 0, rtol: 0 });
   await assertClose((await on("cpu", product))[0], slices[0], { atol: 1e-5, rtol: 1e-5 });
+  fastPaths.smallMatMul = true;
+});
+
+Deno.test("wasm Identity shares the data: a clone outlives its source; the gradient through saved tensors = cpu's", async () => {
+  assert.ok(await tf.setBackend("wasm"));
+  for (const share of [true, false]) {
+    fastPaths.identity = share;
+    try {
+      const x = tf.tensor([1.5, -2, 3, 7], [2, 2]);
+      const y = tf.clone(x);
+      x.dispose();
+      const z = tf.fill([2, 2], 9); // would take x's freed buffer
+      assert.deepEqual(Array.from(await y.data()), [1.5, -2, 3, 7]);
+      assert.deepEqual(y.shape, [2, 2]);
+      tf.dispose([y, z]);
+    } finally {
+      fastPaths.identity = true;
+    }
+  }
+  // Every op that saves inputs for its gradient clones them (Identity).
+  const run = () => {
+    const x = randn([3, 4], 140);
+    return [tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.sigmoid(tf.mul(a, a)), tf.exp(a))))(x)];
+  };
+  await assertClose((await on("wasm", run))[0], (await on("cpu", run))[0], { atol: 1e-6, rtol: 1e-5 });
 });
