@@ -19,7 +19,7 @@ export const fastPaths = {
   split: true,
   /** The input gradient's zeros as the convolution's explicit padding instead of a PadV2 and a Slice. */
   convPad: true,
-  /** Small matrix products by the backend's own BatchMatMul instead of a threaded convolution each. */
+  /** Small matrix products by one JavaScript kernel instead of a threaded convolution per batch entry. */
   smallMatMul: true,
   /** wasm's Identity (the engine's copy of every tensor saved for the backward pass) shares the data. */
   identity: true,
@@ -393,11 +393,47 @@ function registerSplit(): void {
 }
 
 /**
- * Products up to this many multiply-adds go to the backend's own BatchMatMul (single-threaded, ≈1.5 GFLOP/s
- * on wasm): a convolution is dispatched to XNNPACK's thread pool, ~1 ms a call on 2 threads however small
- * (the dense layers' [8, 128]·[128, 64] and the 8×8 attention's [8, 64, 64] products of ncsnpp-small-32).
+ * Products up to this many multiply-adds run as one JavaScript kernel (matMulSmall): a convolution is
+ * dispatched to XNNPACK's thread pool, ~1 ms a call on 2 threads however small (the dense layers'
+ * [8, 128]·[128, 64] and the 8×8 attention's [8, 64, 64] products of ncsnpp-small-32, one convolution per
+ * batch entry). wasm's own BatchMatMul took as long as the convolution for [8, 128]·[128, 64] (2.4 ms).
  */
 export const SMALL_MATMUL_MACS = 1 << 22;
+
+/**
+ * out[e] = op(a[e])·op(b[e]) for each batch entry e (a or b with one entry is broadcast), op = transpose or
+ * not; row-major matrices, sums in float64. For small products, where a threaded convolution's dispatch costs
+ * more than the arithmetic.
+ */
+export function matMulSmall(
+  a: Float32Array,
+  b: Float32Array,
+  d: { batch: number; aBatch: number; bBatch: number; m: number; k: number; n: number },
+  transposeA: boolean,
+  transposeB: boolean,
+  out: Float32Array,
+): void {
+  const { m, k, n } = d;
+  const bk = new Float32Array(k * n); // op(b[e]) as [K, N]
+  const acc = new Float64Array(n);
+  for (let e = 0; e < d.batch; e++) {
+    const a0 = (d.aBatch === 1 ? 0 : e) * m * k;
+    const b0 = (d.bBatch === 1 ? 0 : e) * k * n;
+    if (transposeB) { // b[e] is [N, K]
+      for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) bk[p * n + j] = b[b0 + j * k + p];
+    } else bk.set(b.subarray(b0, b0 + k * n));
+    for (let i = 0; i < m; i++) {
+      acc.fill(0);
+      for (let p = 0; p < k; p++) {
+        const aip = transposeA ? a[a0 + p * m + i] : a[a0 + i * k + p]; // a[e] is [K, M] when transposed
+        const row = p * n;
+        for (let j = 0; j < n; j++) acc[j] += aip * bk[row + j];
+      }
+      const o = (e * m + i) * n;
+      for (let j = 0; j < n; j++) out[o + j] = acc[j];
+    }
+  }
+}
 
 /** batch·M·K·N of a (batched, broadcast) product a·b. */
 function matMulMacs(a: readonly number[], b: readonly number[], transposeA: boolean): number {
@@ -424,7 +460,33 @@ function registerBatchMatMul(backend: string): void {
       if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
       const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
       if (fastPaths.smallMatMul && matMulMacs(a.shape, b.shape, transposeA) <= SMALL_MATMUL_MACS) {
-        return own.kernelFunc(args);
+        const batchOf = (t: tf.Tensor) => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
+        const [ba, bb] = [batchOf(a), batchOf(b)];
+        if (backend !== "wasm" || !(ba === bb || ba === 1 || bb === 1)) return own.kernelFunc(args);
+        const be = args.backend as unknown as HeapBackend;
+        const batchShape = tf.backend_util.assertAndGetBroadcastShape(
+          a.shape.slice(0, -2),
+          b.shape.slice(0, -2),
+        );
+        const m = a.shape[a.rank - (transposeA ? 1 : 2)];
+        const n = b.shape[b.rank - (transposeB ? 2 : 1)];
+        const out = be.makeOutput([...batchShape, m, n], "float32");
+        matMulSmall(
+          be.typedArrayFromHeap(a),
+          be.typedArrayFromHeap(b),
+          {
+            batch: Math.max(ba, bb),
+            aBatch: ba,
+            bBatch: bb,
+            m,
+            k: a.shape[a.rank - (transposeA ? 2 : 1)],
+            n,
+          },
+          transposeA,
+          transposeB,
+          be.typedArrayFromHeap(out),
+        );
+        return out;
       }
       return batchMatMulByConv(a, b, transposeA, transposeB);
     },
