@@ -23,6 +23,8 @@ export const fastPaths = {
   smallMatMul: true,
   /** wasm's Identity (the engine's copy of every tensor saved for the backward pass) shares the data. */
   identity: true,
+  /** The residual block's embedding added inside the GroupNorm kernels instead of a broadcast Add before. */
+  groupNormShift: true,
 };
 export type FastPath = keyof typeof fastPaths;
 
@@ -641,9 +643,13 @@ interface GroupNormAttrs {
   silu: boolean;
 }
 
-/** Forward: y = act(γ·(x − μ_g)·r_g + β); writes mean and rstd, both [B, G]. */
+/**
+ * Forward: y = act(γ·(x − μ_g)·r_g + β); writes mean and rstd, both [B, G]. With `pre` ([B, C]), x is first
+ * x + pre[b, c] (rounded to float32, as TF.js's broadcast Add would give it): the embedding added before
+ * the second GroupNorm of a residual block.
+ */
 export function groupNormForward(
-  x: Float32Array,
+  x0: Float32Array,
   shape: readonly number[],
   gamma: Float32Array,
   beta: Float32Array,
@@ -651,7 +657,9 @@ export function groupNormForward(
   y: Float32Array,
   mean: Float32Array,
   rstd: Float32Array,
+  pre?: Float32Array,
 ): void {
+  const x = pre ? addShift(x0, shape, pre) : x0;
   const [b, h, w, c] = shape;
   const p = h * w;
   const g = a.groups;
@@ -704,13 +712,27 @@ export function groupNormForward(
   }
 }
 
+/** x + shift[b, c] over [B, H, W, C], each sum rounded to float32. */
+function addShift(x: Float32Array, [b, h, w, c]: readonly number[], shift: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  const p = h * w;
+  for (let bi = 0; bi < b; bi++) {
+    for (let i = 0; i < p; i++) {
+      const o = (bi * p + i) * c;
+      for (let ch = 0; ch < c; ch++) out[o + ch] = x[o + ch] + shift[bi * c + ch];
+    }
+  }
+  return out;
+}
+
 /**
  * Backward: with x̂ = (x − μ)·r and n = γ·x̂ + β, dn = dy·σ(n)·(1 + n·(1 − σ(n))) after SiLU (dy without);
- * dβ = Σ dn, dγ = Σ dn·x̂, dx = r·(γ·dn − mean_g(γ·dn) − x̂·mean_g(γ·dn·x̂)).
+ * dβ = Σ dn, dγ = Σ dn·x̂, dx = r·(γ·dn − mean_g(γ·dn) − x̂·mean_g(γ·dn·x̂)). With `shift`, x is x + shift
+ * (as in the forward) and dshift[b, c] = Σ_{h,w} dx[b, h, w, c].
  */
 export function groupNormBackward(
   dy: Float32Array,
-  x: Float32Array,
+  x0: Float32Array,
   shape: readonly number[],
   gamma: Float32Array,
   beta: Float32Array,
@@ -720,7 +742,10 @@ export function groupNormBackward(
   dx: Float32Array,
   dgamma: Float32Array,
   dbeta: Float32Array,
+  shift?: Float32Array,
+  dshift?: Float32Array,
 ): void {
+  const x = shift ? addShift(x0, shape, shift) : x0;
   const [b, h, w, c] = shape;
   const p = h * w;
   const g = a.groups;
@@ -775,14 +800,18 @@ export function groupNormBackward(
       dbAll[ch] += db[ch];
       dgAll[ch] += dg[ch];
     }
-    // Pass 2: dx.
+    // Pass 2: dx (and its sums over the pixels: dshift).
+    db.fill(0);
     for (let i = 0; i < p; i++) {
       const o = base + i * c;
       for (let ch = 0; ch < c; ch++) {
         const xh = (x[o + ch] - mu[ch]) * r[ch];
-        dx[o + ch] = r[ch] * (gamma[ch] * dx[o + ch] - m1[ch] - xh * m2[ch]);
+        const d = Math.fround(r[ch] * (gamma[ch] * dx[o + ch] - m1[ch] - xh * m2[ch]));
+        dx[o + ch] = d;
+        db[ch] += d;
       }
     }
+    if (dshift) { for (let ch = 0; ch < c; ch++) dshift[bi * c + ch] = db[ch]; }
   }
   for (let ch = 0; ch < c; ch++) {
     dgamma[ch] = dgAll[ch];
@@ -800,7 +829,7 @@ function registerGroupNorm(): void {
     backendName: "wasm",
     kernelFunc: ({ inputs, backend, attrs }) => {
       const be = backend as unknown as HeapBackend;
-      const { x, gamma, beta } = inputs as Record<string, tf.TensorInfo>;
+      const { x, gamma, beta, shift } = inputs as Record<string, tf.TensorInfo>;
       const a = attrs as unknown as GroupNormAttrs;
       const stats = [x.shape[0], a.groups];
       const outs = [
@@ -811,7 +840,7 @@ function registerGroupNorm(): void {
       // Views after every allocation: a growing heap replaces its buffer.
       const [y, mean, rstd] = outs.map((t) => be.typedArrayFromHeap(t));
       const view = (t: tf.TensorInfo) => be.typedArrayFromHeap(t);
-      groupNormForward(view(x), x.shape, view(gamma), view(beta), a, y, mean, rstd);
+      groupNormForward(view(x), x.shape, view(gamma), view(beta), a, y, mean, rstd, shift && view(shift));
       return outs;
     },
   });
@@ -820,14 +849,15 @@ function registerGroupNorm(): void {
     backendName: "wasm",
     kernelFunc: ({ inputs, backend, attrs }) => {
       const be = backend as unknown as HeapBackend;
-      const { dy, x, gamma, beta, mean, rstd } = inputs as Record<string, tf.TensorInfo>;
+      const { dy, x, gamma, beta, mean, rstd, shift } = inputs as Record<string, tf.TensorInfo>;
       const a = attrs as unknown as GroupNormAttrs;
       const outs = [
         be.makeOutput([...x.shape], "float32"),
         be.makeOutput([...gamma.shape], "float32"),
         be.makeOutput([...gamma.shape], "float32"),
+        ...(shift ? [be.makeOutput([...shift.shape], "float32")] : []),
       ];
-      const [dx, dgamma, dbeta] = outs.map((t) => be.typedArrayFromHeap(t));
+      const [dx, dgamma, dbeta, dshift] = outs.map((t) => be.typedArrayFromHeap(t));
       const view = (t: tf.TensorInfo) => be.typedArrayFromHeap(t);
       groupNormBackward(
         view(dy),
@@ -841,6 +871,8 @@ function registerGroupNorm(): void {
         dx,
         dgamma,
         dbeta,
+        shift && view(shift),
+        dshift,
       );
       return outs;
     },
@@ -854,36 +886,48 @@ export function hasFusedGroupNorm(): boolean {
 
 /**
  * GroupNorm of x [B, H, W, C] (float32) with per-channel γ, β, then SiLU when `silu`, by the fused kernels
- * (with their gradient). Only where hasFusedGroupNorm().
+ * (with their gradient). With `shift` ([B, 1, 1, C]), the GroupNorm of x + shift (the residual block's
+ * embedding), the broadcast Add and its gradient's Sum inside the kernels. Only where hasFusedGroupNorm().
  */
 export function fusedGroupNorm(
   x: tf.Tensor4D,
   gamma: tf.Tensor,
   beta: tf.Tensor,
   attrs: GroupNormAttrs,
+  shift?: tf.Tensor4D,
 ): tf.Tensor4D {
+  const [b, , , c] = x.shape;
+  if (shift && (!fastPaths.groupNormShift || shift.shape.join() !== [b, 1, 1, c].join())) {
+    return fusedGroupNorm(tf.add(x, shift), gamma, beta, attrs);
+  }
   const f = tf.customGrad(
-    ((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor, save: tf.GradSaveFunc) => {
+    ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const save = args.pop() as tf.GradSaveFunc;
+      const [xx, gg, bb, ss] = args as tf.Tensor[];
+      const ins: tf.NamedTensorMap = { x: xx, gamma: gg, beta: bb };
+      if (ss) ins.shift = ss;
       const [y, mean, rstd] = tf.engine().runKernel(
         GN_FORWARD,
-        { x: xx, gamma: gg, beta: bb },
+        ins,
         attrs as unknown as tf.NamedAttrMap,
       ) as tf.Tensor[];
-      save([xx, gg, bb, mean, rstd]);
+      save([xx, gg, bb, mean, rstd, ...(ss ? [ss] : [])]);
       return {
         value: y,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [sx, sg, sb, sm, sr] = saved;
+          const [sx, sg, sb, sm, sr, sShift] = saved;
+          const gins: tf.NamedTensorMap = { dy, x: sx, gamma: sg, beta: sb, mean: sm, rstd: sr };
+          if (sShift) gins.shift = sShift;
           return tf.engine().runKernel(
             GN_BACKWARD,
-            { dy: dy as tf.Tensor, x: sx, gamma: sg, beta: sb, mean: sm, rstd: sr },
+            gins,
             attrs as unknown as tf.NamedAttrMap,
           ) as tf.Tensor[];
         },
       };
     }) as unknown as (...args: (tf.Tensor | tf.GradSaveFunc)[]) => { value: tf.Tensor; gradFunc: never },
   );
-  return f(x, gamma, beta) as tf.Tensor4D;
+  return (shift ? f(x, gamma, beta, shift) : f(x, gamma, beta)) as tf.Tensor4D;
 }
 
 // ---- FIR resampling by 2, direct, in JavaScript on the wasm heap -----------------------------------------

@@ -195,6 +195,43 @@ for (
   }
 }
 
+// GroupNorm of x + shift ([B, 1, 1, C], the residual block's embedding), the shift inside the fused kernels.
+for (const act of ["none", "silu"] as const) {
+  Deno.test(`wasm fused GroupNorm${act === "silu" ? " + SiLU" : ""} of x + shift = cpu's ops, with gradients`, async () => {
+    const x = [2, 3, 4, 8];
+    const layer = new GroupNorm(Scope.root().child("n"), x[3], [x[1], x[2]], 1e-5);
+    const f = (a: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, shift: tf.Tensor) =>
+      layer.apply(
+        new Map([[layer.weight, gamma], [layer.bias, beta]]),
+        a as tf.Tensor4D,
+        act,
+        shift as tf.Tensor4D,
+      );
+    const shapes = [x, [x[3]], [x[3]], [x[0], 1, 1, x[3]]];
+    const run = () => {
+      const ins = shapes.map((s, i) =>
+        tf.add(tf.mul(randn(s, 150 + i), i === 1 ? 0.5 : 1.5), i === 1 ? 1 : 0.3)
+      );
+      const y = f(ins[0], ins[1], ins[2], ins[3]);
+      const r = randn(y.shape, 160);
+      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, d: tf.Tensor, e: tf.Tensor) =>
+        tf.sum(tf.mul(f(a, b, d, e), r))
+      )(ins);
+      return [y, ...grads];
+    };
+    const cpu = await on("cpu", run);
+    const wasm = await on("wasm", run);
+    fastPaths.groupNormShift = false; // a broadcast Add, then the kernels without the shift
+    const added = await on("wasm", run);
+    fastPaths.groupNormShift = true;
+    assert.equal(wasm.length, 5);
+    for (let i = 0; i < 5; i++) await assertClose(wasm[i], cpu[i], { atol: 2e-5, rtol: 2e-5 });
+    for (let i = 0; i < 4; i++) await assertClose(wasm[i], added[i], { atol: 0, rtol: 0 }); // y, dx, dγ, dβ
+    await assertClose(wasm[4], added[4], { atol: 1e-6, rtol: 1e-6 }); // dshift: sums in another order
+    await gradCheckWasm(`GroupNorm ${act} of x + shift`, f, shapes, 170);
+  });
+}
+
 // FIR resampling: the direct kernels on wasm against the pad/slice/reshape ops on cpu, at NCSN++'s [1,3,3,1]
 // and ADM's [1,1], odd sizes and the fused-down padding of 0 included.
 for (

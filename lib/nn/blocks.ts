@@ -113,7 +113,7 @@ export class ResBlock {
       const [scale, shift] = tf.split(e, 2, 3);
       h = silu(tf.add(tf.mul(this.norm1.apply(p, h), tf.add(scale, 1)), shift)) as tf.Tensor4D;
     } else {
-      h = this.norm1.apply(p, tf.add(h, e) as tf.Tensor4D, "silu");
+      h = this.norm1.apply(p, h, "silu", e as tf.Tensor4D); // GroupNorm of h + e
     }
     h = this.conv1.apply(p, this.dropout.apply(h, ctx) as tf.Tensor4D);
     x = tf.mul(tf.add(h, this.skip ? this.skip.apply(p, orig) : orig), this.opts.skipScale);

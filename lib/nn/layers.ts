@@ -281,12 +281,17 @@ export class GroupNorm {
     scope.addCost(0, channels * resolution[0] * resolution[1]);
   }
 
-  /** GroupNorm, then SiLU when `act` is "silu" (one fused kernel each way where the backend has it: wasm). */
-  apply(p: Params, x: tf.Tensor4D, act: "none" | "silu" = "none"): tf.Tensor4D {
+  /**
+   * GroupNorm, then SiLU when `act` is "silu" (one fused kernel each way where the backend has it: wasm). With
+   * `shift` ([B, 1, 1, C]), the GroupNorm of x + shift (inside the fused kernels).
+   */
+  apply(p: Params, x: tf.Tensor4D, act: "none" | "silu" = "none", shift?: tf.Tensor4D): tf.Tensor4D {
     const [gamma, beta] = [get(p, this.weight), get(p, this.bias)];
     if (x.dtype === "float32" && hasFusedGroupNorm()) {
-      return fusedGroupNorm(x, gamma, beta, { groups: this.groups, eps: this.eps, silu: act === "silu" });
+      const attrs = { groups: this.groups, eps: this.eps, silu: act === "silu" };
+      return fusedGroupNorm(x, gamma, beta, attrs, shift);
     }
+    if (shift) x = tf.add(x, shift);
     const [b, h, w, c] = x.shape;
     const g = x.reshape([b, h * w, this.groups, c / this.groups]);
     const { mean, variance } = tf.moments(g, [1, 3], true);
