@@ -337,3 +337,103 @@ Deno.test("editGrid: panels as rows (or columns) of n images", () => {
   assertEquals(cols.data[2 * 3], 255); // column 2: panel b
   assertThrows(() => editGrid([a, b.subarray(12)], [2, 2, 3]), Error, "same number");
 });
+
+// ---- the task ------------------------------------------------------------------------------------------------
+
+const root = new URL("..", import.meta.url).pathname;
+const SUBSET = `${root}../shared/data/cifar10-subset`;
+
+async function task(script: string, args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+  };
+}
+
+const hasSubset = (() => {
+  try {
+    return Deno.statSync(`${SUBSET}/test_batch_first1000.bin`).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "deno task edit on a (1-step) CIFAR-10 run: the kept pixels of the saved edits are the dataset's",
+  ignore: !hasSubset,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "ict-edit-test-" });
+    const tiny = ["--model", "ncsnpp-small-32", "--model.model-channels", "8", "--model.num-blocks", "1"];
+    const trained = await task("train.ts", [
+      "--config",
+      "cifar10",
+      "--run",
+      `${dir}/run`,
+      ...tiny,
+      "--model.attn-resolutions",
+      "",
+      "--data.dir",
+      SUBSET,
+      "--batch",
+      "2",
+      "--max-steps",
+      "1",
+      "--sample-every",
+      "0",
+      "--backend",
+      "cpu",
+    ]);
+    assertEquals(trained.code, 0, trained.text.slice(-2000));
+    const common = ["--run", `${dir}/run`, "--n", "3", "--first", "5", "--ts", "80,2", "--backend", "cpu"];
+    const r = await task("edit.ts", [
+      ...common,
+      "--task",
+      "inpaint",
+      "--mask",
+      "bottom",
+      "--out",
+      `${dir}/inpaint`,
+    ]);
+    assertEquals(r.code, 0, r.text.slice(-2000));
+    const report = JSON.parse(await Deno.readTextFile(`${dir}/inpaint/report.json`));
+    assertEquals([report.task, report.data, report.keptMaxAbsError, report.ts], [
+      "inpaint",
+      "cifar10-subset-test",
+      0,
+      [80, 2],
+    ]);
+    const { readNpz } = await import("../lib/io/npz.ts");
+    const { loadCifar10 } = await import("../lib/data/cifar10.ts");
+    const { quantize } = await import("../lib/images.ts");
+    const edited = readNpz(`${dir}/inpaint/edited.npz`).get("arr_0")!;
+    assertEquals(edited.shape, [3, 32, 32, 3]);
+    const refs = quantize((await loadCifar10(SUBSET, "test")).get([5, 6, 7]).x);
+    const mask = inpaintMask("bottom", 32, 32, 3);
+    let kept = 0, changed = 0;
+    for (let i = 0; i < refs.length; i++) {
+      if (mask[i % mask.length] === 0) kept += edited.data[i] === refs[i] ? 1 : 0;
+      else changed += edited.data[i] !== refs[i] ? 1 : 0;
+    }
+    assertEquals(kept, refs.length / 2, "every kept (top-half) byte equals the dataset's");
+    assert(changed > refs.length / 4, `the filled half is generated (${changed} bytes differ)`);
+    for (const t of ["colorize", "superres", "interpolate"]) {
+      const e = await task("edit.ts", [...common, "--task", t, "--out", `${dir}/${t}`]);
+      assertEquals(e.code, 0, e.text.slice(-2000));
+      const rep = JSON.parse(await Deno.readTextFile(`${dir}/${t}/report.json`));
+      if (t !== "interpolate") {
+        assert(rep.keptMaxAbsError < 1e-5, `${t}: kept coordinates moved by ${rep.keptMaxAbsError}`);
+      }
+    }
+    const bad = await task("edit.ts", [...common, "--task", "deblur"]);
+    assertEquals(bad.code, 1);
+    assert(bad.text.includes("--task takes one of inpaint, colorize, superres, interpolate"), bad.text);
+    await Deno.remove(dir, { recursive: true });
+  },
+});

@@ -147,3 +147,56 @@ Deno.test("greedyStepSearch refuses one step and an empty range", async () => {
   await assertRejects(() => greedyStepSearch(s, 2, { lo: 0.001 }), Error, "σ_min");
   await assertRejects(() => greedyStepSearch(s, 2, { lo: 5, hi: 4 }), Error, "lo < hi");
 });
+
+// ---- the task ------------------------------------------------------------------------------------------------
+
+const root = new URL("..", import.meta.url).pathname;
+
+async function task(script: string, args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("deno task tune:steps on a toy run: the τ's it prints are the record's, inside (σ_min, σ_max) and descending", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ict-tune-steps-test-" });
+  const trained = await task("train.ts", [
+    "--config",
+    "toy2d",
+    "--run",
+    `${dir}/run`,
+    "--max-steps",
+    "30",
+    "--sample-every",
+    "0",
+    "--backend",
+    "cpu",
+  ]);
+  assertEquals(trained.code, 0, trained.text.slice(-2000));
+  const args = ["--run", `${dir}/run`, "--n", "200", "--iterations", "2", "--backend", "cpu"];
+  const r = await task("tune_steps.ts", [...args, "--steps", "3", "--out", `${dir}/tune.json`]);
+  assertEquals(r.code, 0, r.text.slice(-2000));
+  const record = JSON.parse(await Deno.readTextFile(`${dir}/tune.json`));
+  assert(record.metric.startsWith("energy distance of 200 samples to 200 held-out points"), record.metric);
+  assertEquals(record.taus.length, 3);
+  assert(
+    record.taus[0] === SIGMA_MAX && record.taus[1] < 80 && record.taus[2] < record.taus[1],
+    `${record.taus}`,
+  );
+  assert(record.taus[2] > SIGMA_MIN, `${record.taus}`);
+  assertEquals(record.stages.map((s: { evaluations: unknown[] }) => s.evaluations.length), [5, 5]);
+  assert(r.text.includes(`--taus ${record.taus.join(",")}`), "prints the sample command with the τ's");
+  assert(r.text.includes("default 3-step τ = [80,9.7232,0.46998]"), "prints the run's default schedule");
+  const bad = await task("tune_steps.ts", [...args, "--metric", "fid"]);
+  assertEquals(bad.code, 1);
+  assert(bad.text.includes("--metric fid needs images"), bad.text);
+  await Deno.remove(dir, { recursive: true });
+});
