@@ -25,6 +25,8 @@ export const fastPaths = {
   identity: true,
   /** The residual block's embedding added inside the GroupNorm kernels instead of a broadcast Add before. */
   groupNormShift: true,
+  /** Small broadcast Add, Sub, Multiply, RealDiv by one JavaScript loop instead of a threaded XNNPACK op. */
+  smallBroadcast: true,
 };
 export type FastPath = keyof typeof fastPaths;
 
@@ -540,6 +542,100 @@ function registerIdentity(): void {
   });
 }
 
+/** Broadcast binary ops up to this many output elements run as one JavaScript loop (registerSmallBroadcast). */
+export const SMALL_BROADCAST = 1 << 16;
+
+const BINARY: Record<string, (x: number, y: number) => number> = {
+  Add: (x, y) => x + y,
+  Sub: (x, y) => x - y,
+  Multiply: (x, y) => x * y,
+  RealDiv: (x, y) => x / y,
+};
+
+/**
+ * out = op(a, b) with NumPy broadcasting, in float64 then stored as float32 (the correctly rounded float32
+ * result, as wasm's own kernels give it). Shapes of equal rank, each dimension equal or 1.
+ */
+export function broadcastBinary(
+  op: (x: number, y: number) => number,
+  a: Float32Array,
+  aShape: readonly number[],
+  b: Float32Array,
+  bShape: readonly number[],
+  outShape: readonly number[],
+  out: Float32Array,
+): void {
+  const rank = outShape.length;
+  const stride = (shape: readonly number[]) => {
+    const st = new Array<number>(rank).fill(0);
+    let s = 1;
+    for (let i = rank - 1; i >= 0; i--) {
+      st[i] = shape[i] === 1 ? 0 : s;
+      s *= shape[i];
+    }
+    return st;
+  };
+  const [sa, sb] = [stride(aShape), stride(bShape)];
+  const last = rank - 1;
+  const n = outShape[last];
+  const idx = new Array<number>(rank).fill(0);
+  let [ia, ib] = [0, 0];
+  for (let o = 0; o < out.length; o += n) {
+    for (let j = 0; j < n; j++) out[o + j] = op(a[ia + j * sa[last]], b[ib + j * sb[last]]);
+    // Next row: advance the multi-index over the leading dimensions.
+    for (let d = last - 1; d >= 0; d--) {
+      idx[d]++;
+      ia += sa[d];
+      ib += sb[d];
+      if (idx[d] < outShape[d]) break;
+      ia -= sa[d] * idx[d];
+      ib -= sb[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/**
+ * wasm's Add, Sub, Multiply and RealDiv with broadcasting run as XNNPACK operators dispatched to the thread pool
+ * (~1 ms a call on 2 threads: a dense layer's bias add [8, 64] + [64], the per-sample scalings
+ * [8, 1, 1, 1]·[8, 32, 32, 3]); small ones (float32, at most SMALL_BROADCAST outputs) run here in one loop.
+ */
+function registerSmallBroadcast(): void {
+  for (const [name, op] of Object.entries(BINARY)) {
+    const own = tf.getKernel(name, "wasm");
+    if (!own) throw new Error(`wasm has no ${name} kernel to replace`);
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({
+      kernelName: name,
+      backendName: "wasm",
+      setupFunc: own.setupFunc,
+      kernelFunc: (args) => {
+        const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+        if (!fastPaths.smallBroadcast || a.dtype !== "float32" || b.dtype !== "float32") {
+          return own.kernelFunc(args);
+        }
+        const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+        const size = outShape.reduce((p, q) => p * q, 1);
+        const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+        if (same || size > SMALL_BROADCAST || size === 0) return own.kernelFunc(args);
+        const pad = (s: readonly number[]) => [...new Array(outShape.length - s.length).fill(1), ...s];
+        const be = args.backend as unknown as HeapBackend;
+        const out = be.makeOutput(outShape, "float32");
+        broadcastBinary(
+          op,
+          be.typedArrayFromHeap(a),
+          pad(a.shape),
+          be.typedArrayFromHeap(b),
+          pad(b.shape),
+          outShape,
+          be.typedArrayFromHeap(out),
+        );
+        return out;
+      },
+    });
+  }
+}
+
 /** The filter-gradient kernel built from forward ops, for `backend`. */
 function registerFilterGradient(backend: string): void {
   // im2col is a host loop: wasm's heap and cpu's arrays only.
@@ -603,6 +699,7 @@ export function registerWasmTrainingKernels(): void {
   registerSquare("wasm");
   registerSplit();
   registerIdentity();
+  registerSmallBroadcast();
   registerOptimizerKernels();
   registerGroupNorm();
   registerFir();

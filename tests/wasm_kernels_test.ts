@@ -371,3 +371,37 @@ Deno.test("wasm Identity shares the data: a clone outlives its source; the gradi
   };
   await assertClose((await on("wasm", run))[0], (await on("cpu", run))[0], { atol: 1e-6, rtol: 1e-5 });
 });
+
+Deno.test("wasm small broadcast Add, Sub, Multiply, RealDiv (one JavaScript loop) = cpu's kernels bit for bit, with gradients", async () => {
+  const pairs = [
+    [[8, 64], [64]], // a dense layer's bias
+    [[3, 1, 1, 1], [3, 4, 5, 2]], // a per-sample scaling
+    [[1, 32], [6, 1]],
+    [[5, 1, 7], [1, 4, 1]],
+    [[2, 3], []],
+    [[4, 1, 6, 1], [1, 3, 1, 5]],
+  ];
+  const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+    ["add", tf.add],
+    ["sub", tf.sub],
+    ["mul", tf.mul],
+    ["div", tf.div],
+  ];
+  for (const [name, op] of ops) {
+    for (const [sa, sb] of pairs) {
+      const run = () => {
+        const [a, b] = [randn(sa, 180), tf.add(randn(sb, 181), 3)];
+        const y = op(a, b);
+        const r = randn(y.shape, 182);
+        return [y, ...tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(op(x, w), r)))([a, b])];
+      };
+      const cpu = await on("cpu", run);
+      const wasm = await on("wasm", run);
+      await assertClose(wasm[0], cpu[0], { atol: 0, rtol: 0, message: `${name} [${sa}] [${sb}]` });
+      for (let i = 1; i < 3; i++) {
+        await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5, message: `${name} [${sa}] [${sb}]` });
+      }
+    }
+  }
+  await gradCheckWasm("broadcast mul/add", (a, b) => tf.add(tf.mul(a, b), b), [[3, 1, 4], [1, 5, 4]], 190);
+});
