@@ -635,13 +635,21 @@ export async function importOpenAiCheckpoint(
     }
     throw e;
   }
+  const fileName = opts.checkpoint.split("/").pop()!;
+  if (fileName.startsWith("edm_")) {
+    throw new OpenAiImportError(
+      `${opts.checkpoint}: ${fileName} is one of their EDM diffusion models (the distillation teachers), not a ` +
+        "consistency model: its denoiser uses EDM's scalings without σ_min and needs an ODE solver to sample. " +
+        "Import a cd_* or ct_* file.",
+    );
+  }
   const sha256 = await sha256Hex(bytes);
   const sourceBytes = bytes.length;
   let tensors: Map<string, TorchTensor> | undefined = readTorchFile(bytes, opts.checkpoint);
   bytes = new Uint8Array(0);
   const converted = convertOpenAiState(tensors, config, opts.checkpoint);
   tensors = undefined;
-  const base = opts.checkpoint.split("/").pop()!.replace(/\.pt$/, "");
+  const base = fileName.replace(/\.pt$/, "");
   const releasedModel = base in RELEASED_MODELS ? base : undefined;
   const released = releasedModel ? RELEASED_MODELS[releasedModel] : undefined;
   if (released) {

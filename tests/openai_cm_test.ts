@@ -256,6 +256,13 @@ Deno.test("refused: a missing checkpoint, a wrong-shaped / missing / extra tenso
       Error,
       "file not found (deno task data:openai-cm",
     );
+    await Deno.copyFile(PT, `${out}/edm_imagenet64_ema.pt`);
+    await assertRejects(
+      () =>
+        importOpenAiCheckpoint({ checkpoint: `${out}/edm_imagenet64_ema.pt`, arch: ARCH, out: `${out}/run` }),
+      Error,
+      "not a consistency model",
+    );
     const config = admConfigFromFlags((await archFlags(ARCH)).flags);
     const state = readTorchFile(await Deno.readFile(PT), PT);
     const wrong = new Map(state);
