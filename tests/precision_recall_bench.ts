@@ -3,6 +3,8 @@
 // initBackend picks: wasm on a CPU-only machine). A full run with n real and m generated features computes
 // n² + m² + nm distances: 3·10⁸ at n = m = 10k, 7.5·10⁹ at 50k; the per-distance cost of the full runs below
 // times that is the estimate. Features: Inception-like (non-negative, clustered; see `features` below).
+// PR_BENCH_N=10000 deno bench --allow-all tests/precision_recall_bench.ts runs the full Gram-path run at
+// n = m = 10,000 once (about 4 min here) instead of 1000.
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, runsOnCpu } from "../lib/backend.ts";
 import { squaredDistances } from "../lib/linalg.ts";
@@ -28,9 +30,11 @@ function features(n: number): Float32Array {
 }
 
 const gram = tfGramKernel(DIM, !runsOnCpu(backend));
-const real = features(1000), fake = features(1000);
+const N = Number(Deno.env.get("PR_BENCH_N") ?? 1000);
+if (!Number.isInteger(N) || N < 300) throw new Error(`PR_BENCH_N must be an integer ≥ 300, got ${N}`);
+const real = features(N), fake = features(N);
 
-// The host kernel: 64 × 256 distances of 2048 terms per iteration.
+// The host kernel: 64 × 256 distances of 2048 terms per iteration; the Gram block: 256 × 1000.
 const a = Float64Array.from(real.subarray(0, 64 * DIM)), b = Float64Array.from(fake.subarray(0, 256 * DIM));
 const out = new Float64Array(64 * 256);
 Deno.bench(
@@ -41,19 +45,19 @@ Deno.bench(
 Deno.bench(
   "Gram tf.matMul float32, 256 × 1000 pairs (524 M multiply-adds)",
   { group: `distance blocks, 2048-d, on ${on}`, n: 10, warmup: 2 },
-  () => void gram.gram(real.subarray(0, 256 * DIM), 256, fake, 1000, DIM),
+  () => void gram.gram(real.subarray(0, 256 * DIM), 256, fake.subarray(0, 1000 * DIM), 1000, DIM),
 );
 
 let reported = false;
 Deno.bench(
-  "precisionRecall, Gram path, n = m = 1000 (3 M distances)",
-  { group: `full runs, 2048-d, on ${on}`, n: 3, warmup: 1 },
+  `precisionRecall, Gram path, n = m = ${N} (${3 * N * N / 1e6} M distances)`,
+  { group: `full runs, 2048-d, on ${on}`, n: N > 1000 ? 1 : 3, warmup: N > 1000 ? 0 : 1 },
   () => {
-    const r = precisionRecall(real, 1000, fake, 1000, DIM, { gram });
+    const r = precisionRecall(real, N, fake, N, DIM, { gram });
     if (!reported) {
       reported = true;
       console.log(
-        `n = m = 1000: precision ${r.precision}, recall ${r.recall}, ${r.rechecked} of ${r.pairs} ` +
+        `n = m = ${N}: precision ${r.precision}, recall ${r.recall}, ${r.rechecked} of ${r.pairs} ` +
           `distances rechecked on the host (${(100 * r.rechecked / r.pairs).toFixed(3)}%)`,
       );
     }

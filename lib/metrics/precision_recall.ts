@@ -55,6 +55,8 @@ export function tfGramKernel(dim: number, reducedPrecisionInputs: boolean): Gram
     name: `tfjs-${tf.getBackend()} float32 matMul${reducedPrecisionInputs ? " (TF32-safe bound)" : ""}`,
     relBound: 2 * (gamma * (1 + inputs) + inputs),
     gram(a, ra, b, rb, d) {
+      checkShape(a.length, ra, d, "tfGramKernel (a)");
+      checkShape(b.length, rb, d, "tfGramKernel (b)");
       return tf.tidy(() => {
         const g = tf.matMul(tf.tensor2d(a, [ra, d]), tf.tensor2d(b, [rb, d]), false, true);
         return g.dataSync() as Float32Array;
