@@ -378,7 +378,7 @@ Deno.test("wasm small broadcast Add, Sub, Multiply, RealDiv (one JavaScript loop
     [[3, 1, 1, 1], [3, 4, 5, 2]], // a per-sample scaling
     [[1, 32], [6, 1]],
     [[5, 1, 7], [1, 4, 1]],
-    [[2, 3], []],
+    [[2, 3], []], // a scalar: wasm's own kernel
     [[4, 1, 6, 1], [1, 3, 1, 5]],
   ];
   const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
