@@ -134,6 +134,12 @@ export function inpaintMask(kind: MaskKind, h: number, w: number, c: number): Fl
   return m;
 }
 
+/**
+ * The kit's default times of Algorithm 4 (`deno task edit --ts`): five levels from σ_max down to 0.5, roughly
+ * evenly spaced in ln σ. The CM code passes its own per model.
+ */
+export const DEFAULT_EDIT_TS = [80, 16, 4, 1.5, 0.5];
+
 export interface EditOptions {
   /** ε of √(t_n² − ε²): the model's σ_min. */
   sigmaMin?: Sigma;

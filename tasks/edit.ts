@@ -14,6 +14,7 @@ import {
   blockMeans,
   colorMask,
   colorTransform,
+  DEFAULT_EDIT_TS,
   editAlgorithm4,
   editGrid,
   identityTransform,
@@ -38,12 +39,6 @@ import { loadForSampling } from "../lib/train/trainer.ts";
 
 const TASKS = ["inpaint", "colorize", "superres", "interpolate"] as const;
 type EditTask = typeof TASKS[number];
-
-/**
- * The kit's default times of Algorithm 4: five levels from σ_max down to 0.5, evenly spaced in ln σ (the CM
- * code passes its own per model; every edit here accepts --ts).
- */
-export const DEFAULT_EDIT_TS = [80, 16, 4, 1.5, 0.5];
 
 await runTask(async () => {
   const args = parseTaskFlags({
