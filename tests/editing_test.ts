@@ -26,6 +26,7 @@ import { exactConsistencyFnHost, type GaussianMixture, sampleMixture } from "../
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
 import type { SampleBatch, SigmaBatch } from "../lib/types.ts";
+import { runTaskScript } from "./task_runner.ts";
 
 await tf.setBackend("cpu");
 
@@ -343,19 +344,7 @@ Deno.test("editGrid: panels as rows (or columns) of n images", () => {
 const root = new URL("..", import.meta.url).pathname;
 const SUBSET = `${root}../shared/data/cifar10-subset`;
 
-async function task(script: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-  };
-}
+const task = (script: string, args: string[]) => runTaskScript(script, args);
 
 const hasSubset = (() => {
   try {

@@ -1,15 +1,8 @@
 // deno task gpu:check --quick: the report a GPU owner reads first, run here on wasm (tiny models only).
 import { assert, assertEquals, assertMatch } from "@std/assert";
+import { runTaskScript } from "./task_runner.ts";
 
-async function gpuCheck(...args: string[]) {
-  const task = new URL("../tasks/gpu_check.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", task, ...args],
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
+const gpuCheck = (...args: string[]) => runTaskScript("gpu_check.ts", args);
 
 Deno.test("gpu:check --quick --json on wasm: backend, limits and the tiny networks against cpu", async () => {
   const r = await gpuCheck("--quick", "--backend", "wasm", "--json");

@@ -1,18 +1,8 @@
 // deno task model:summary: the JSON a script reads, and the errors a user sees.
 import { assert, assertEquals, assertMatch } from "@std/assert";
+import { runTaskScript } from "./task_runner.ts";
 
-async function summary(...args: string[]) {
-  const task = new URL("../tasks/model_summary.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", task, ...args],
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+const summary = (...args: string[]) => runTaskScript("model_summary.ts", args);
 
 Deno.test("model:summary --json gives params and gflopsPerImage of the paper configs", async () => {
   const r = await summary("--model", "adm-imagenet64", "--json", "--batch", "4");

@@ -20,6 +20,7 @@ import {
   type PrecisionRecallOptions,
   tfGramKernel,
 } from "../lib/metrics/precision_recall.ts";
+import { runTaskScript } from "./task_runner.ts";
 
 // Single-threaded wasm, as tests/inception_test.ts does.
 assert(await tf.setBackend("wasm"));
@@ -255,21 +256,9 @@ Deno.test("errors: fewer than k + 1 points, non-finite features, shapes", () => 
 // ---------------------------------------------------------------------------------------------------------
 // The task.
 
-const root = new URL("..", import.meta.url).pathname;
 
-async function fidTask(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${root}tasks/fid.ts`, ...args],
-    cwd: root,
-    env: { NO_COLOR: "1", ICT_BACKEND: "wasm", ICT_WASM_THREADS: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-  };
-}
+const fidTask = (args: string[]) =>
+  runTaskScript("fid.ts", args, { ICT_BACKEND: "wasm", ICT_WASM_THREADS: "1" });
 
 Deno.test("fid:ref --pr keeps the features; fid --pr writes precision and recall into the record", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ict-pr-test-" });

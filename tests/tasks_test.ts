@@ -4,20 +4,11 @@ import { assert, assertEquals, assertMatch, assertNotEquals } from "@std/assert"
 import { readNpz } from "../lib/io/npz.ts";
 import { readPng } from "../lib/images.ts";
 import { listCheckpoints } from "../lib/train/run.ts";
+import { runTaskScript } from "./task_runner.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-async function run(script: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, text };
-}
+const run = (script: string, args: string[]) => runTaskScript(script, args);
 
 async function tempDir() {
   return await Deno.makeTempDir({ prefix: "ict-tasks-test-" });

@@ -16,6 +16,7 @@ import {
   ternarySearchLog,
 } from "../lib/two_step_search.ts";
 import type { SampleBatch, SigmaBatch } from "../lib/types.ts";
+import { runTaskScript } from "./task_runner.ts";
 
 await tf.setBackend("cpu");
 
@@ -150,21 +151,8 @@ Deno.test("greedyStepSearch refuses one step and an empty range", async () => {
 
 // ---- the task ------------------------------------------------------------------------------------------------
 
-const root = new URL("..", import.meta.url).pathname;
 
-async function task(script: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${root}tasks/${script}`, ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-  };
-}
+const task = (script: string, args: string[]) => runTaskScript(script, args);
 
 Deno.test("deno task tune:steps on a toy run: the τ's it prints are the record's, inside (σ_min, σ_max) and descending", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ict-tune-steps-test-" });
