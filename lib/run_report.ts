@@ -198,15 +198,25 @@ export interface FidRecord {
   date: string;
   /** True only for an FID with the real Inception weights over ≥ 50,000 samples: the paper's protocol. */
   comparable: boolean;
+  inceptionScore?: { mean: number; std: number };
+  /** `deno task fid --pr`'s improved precision and recall (k nearest neighbours, counts behind them). */
+  precisionRecall?: { precision: number; recall: number; k: number; realCount: number; fakeCount: number };
 }
 
-/** Every FID / MNIST-FD record in `dir` (default data/fid_runs), oldest first; none when the folder is absent. */
+/**
+ * Every FID / MNIST-FD record in `dir` (data/fid_runs, or a run directory where `deno task fid --samples
+ * RUN/x.npz` writes RUN/x.fid.json), oldest first; other JSON files (config.json, import.json) are skipped, and
+ * none are returned when the folder is absent.
+ */
 export async function readFidRecords(dir: string): Promise<FidRecord[]> {
   const out: FidRecord[] = [];
   try {
     for await (const e of Deno.readDir(dir)) {
       if (!e.isFile || !e.name.endsWith(".json")) continue;
       const r = JSON.parse(await Deno.readTextFile(`${dir}/${e.name}`));
+      if (typeof r?.metric !== "string" || typeof r.value !== "number" || typeof r.date !== "string") {
+        continue;
+      }
       out.push({
         file: `${dir}/${e.name}`,
         samples: r.samples,
@@ -218,6 +228,8 @@ export async function readFidRecords(dir: string): Promise<FidRecord[]> {
         weights: r.weights,
         date: r.date,
         comparable: r.metric === "FID" && !r.caveat && r.count >= 50_000 && !/stand-?in/i.test(r.weights),
+        inceptionScore: r.inceptionScore,
+        precisionRecall: r.precisionRecall,
       });
     }
   } catch (e) {

@@ -1,7 +1,8 @@
-// The library functions behind notebooks 00, 04 and 05: the paper's transcribed numbers against SETTINGS.md,
+// The library functions behind notebooks 00, 04, 05 and 06: the paper's transcribed numbers against SETTINGS.md,
 // the preset comparison, the network table and block structure, a run directory read back, the compute
 // estimate and the σ_mid grid search.
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
 import { blockStructure, compareNetworks } from "../lib/model_report.ts";
 import {
   checkTranscription,
@@ -15,6 +16,16 @@ import { readFidRecords, readRun, runMetricFigure, spread, trainingCost } from "
 import { searchSigmaMid, sigmaMidGrid } from "../lib/two_step_search.ts";
 import { preset, PRESETS } from "../lib/train/config.ts";
 import { writePng } from "../lib/images.ts";
+import type { BackendName, BackendRequest } from "../lib/backend.ts";
+import {
+  backendForParameters,
+  editReferences,
+  findImportedRun,
+  importedRunCandidates,
+  ksUniform,
+  mixtureConditional,
+  OPENAI_CM_RUN_ENV,
+} from "../lib/pretrained.ts";
 
 Deno.test("the transcribed paper numbers are on their cited lines of SETTINGS.md", async (t) => {
   const text = await readSettings();
@@ -201,13 +212,19 @@ Deno.test("readFidRecords: only a real-weights FID of 50,000 samples is comparab
       weights: "STAND-IN synthetic",
       caveat: "not an FID",
       date: "2026-03",
+      precisionRecall: { precision: 0.7, recall: 0.6, k: 3, realCount: 50_000, fakeCount: 50_000 },
     });
     await Deno.writeTextFile(`${dir}/notes.txt`, "not a record");
+    // a run directory's other JSON files are not records
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ preset: "openai-cm", model: {} }));
+    await Deno.writeTextFile(`${dir}/import.json`, JSON.stringify({ sha256: "00", parameters: 1 }));
     const rs = await readFidRecords(dir);
     assert.deepEqual(rs.map((r) => [r.samples, r.comparable]), [["few", false], ["real", true], [
       "standin",
       false,
     ]]);
+    assert.equal(rs[2].precisionRecall?.recall, 0.6);
+    assert.equal(rs[0].precisionRecall, undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -227,4 +244,72 @@ Deno.test("describeModules lists .ts files with their header comment, folders in
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// ---- notebook 06 (lib/pretrained.ts) ------------------------------------------------------------------------
+
+Deno.test("findImportedRun: $ICT_OPENAI_CM_RUN alone when set, else runs/NAME of the released models", async () => {
+  const env = (v?: string) => ({ get: (k: string) => (k === OPENAI_CM_RUN_ENV ? v : undefined) });
+  assert.deepEqual(importedRunCandidates(env("/x/run")), ["/x/run"]);
+  const defaults = importedRunCandidates(env());
+  assert.ok(defaults.some((d) => d.endsWith("/runs/cd_imagenet64_lpips")), defaults.join());
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await findImportedRun([`${dir}/a`, `${dir}/b`], env()), undefined);
+    await Deno.mkdir(`${dir}/b`);
+    await Deno.writeTextFile(`${dir}/b/import.json`, JSON.stringify({ parameters: 7, sha256: "ab" }));
+    const found = await findImportedRun([`${dir}/a`, `${dir}/b`], env());
+    assert.equal(found?.runDir, `${dir}/b`);
+    assert.equal(found?.record.parameters, 7);
+    await assert.rejects(() => findImportedRun([`${dir}/a`], env(`${dir}/a`)), /holds no import\.json/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("backendForParameters: cpu only for a network wasm cannot hold, and only when auto chose wasm", () => {
+  const choice = (name: BackendName, request: BackendRequest) => ({ name, request, reason: "", probes: [] });
+  assert.equal(backendForParameters(choice("wasm", "auto"), 295_899_267), "cpu");
+  assert.equal(backendForParameters(choice("wasm", "auto"), 355_235), undefined);
+  assert.equal(backendForParameters(choice("wasm", "wasm"), 295_899_267), undefined, "explicit choice kept");
+  assert.equal(backendForParameters(choice("webgpu", "auto"), 295_899_267), undefined);
+});
+
+Deno.test("mixtureConditional: the conditional of a 2-D mixture, its density and CDF", () => {
+  const mix = {
+    dim: 2,
+    means: [[-1, 0.5], [-1, -0.5], [3, 0]],
+    stds: [0.2, 0.2, 0.4],
+    weights: [0.25, 0.25, 0.5],
+  };
+  const c = mixtureConditional(mix, 0, -1); // x1 = −1: the third component is 10 stds away
+  assert.ok(Math.abs(c.weights[0] - 0.5) < 1e-12 && c.weights[2] < 1e-20, `${c.weights}`);
+  // the density integrates to 1 and is the CDF's derivative
+  let mass = 0;
+  for (let x = -4; x < 4; x += 1e-3) mass += c.pdf(x + 5e-4) * 1e-3;
+  assert.ok(Math.abs(mass - 1) < 1e-6, `mass ${mass}`);
+  assert.ok(Math.abs((c.cdf(0.31) - c.cdf(0.29)) / 0.02 - c.pdf(0.3)) < 1e-3);
+  assert.ok(Math.abs(c.cdf(0) - 0.5) < 1e-12, "symmetric about 0");
+  const other = mixtureConditional(mix, 1, 0); // x2 = 0: x1's conditional, weights ∝ w_k N(0; m_k2, s_k²)/…
+  const raw = [0.25 * Math.exp(-0.5 * 6.25) / 0.2, 0.25 * Math.exp(-0.5 * 6.25) / 0.2, 0.5 / 0.4];
+  assert.ok(Math.abs(other.weights[2] - raw[2] / (raw[0] + raw[1] + raw[2])) < 1e-12);
+  assert.throws(() => mixtureConditional({ ...mix, dim: 3 }, 0, 0), /2-D/);
+});
+
+Deno.test("ksUniform: 0-ish for an even grid, 1 − ε for a point mass", () => {
+  const n = 1000;
+  assert.ok(ksUniform(Float64Array.from({ length: n }, (_, i) => (i + 0.5) / n)) <= 0.5 / n + 1e-12);
+  assert.ok(ksUniform(new Float64Array(n).fill(0.999)) > 0.99);
+});
+
+Deno.test("editReferences: n real images at the model's shape, in [−1, 1], classes for a conditional model", async () => {
+  await tf.setBackend("cpu");
+  const r = await editReferences(3, [16, 16, 3], 10);
+  assert.equal(r.x.length, 3 * 16 * 16 * 3);
+  assert.ok(r.x.every((v) => v >= -1 && v <= 1));
+  assert.equal(r.classes?.length, 3);
+  assert.match(r.source, /test images 0–2/);
+  const grey = await editReferences(2, [28, 28, 1], 0);
+  assert.equal(grey.classes, undefined);
+  assert.equal(grey.x.length, 2 * 28 * 28);
 });
