@@ -1,6 +1,11 @@
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
-import { DEFAULT_OPTIMIZER, Optimizer, type OptimizerConfig } from "../lib/train/optim.ts";
+import {
+  DEFAULT_OPTIMIZER,
+  FUSED_ADAM_MAX_SIZE,
+  Optimizer,
+  type OptimizerConfig,
+} from "../lib/train/optim.ts";
 import { assertClose } from "../lib/testing.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import { fastPaths } from "../lib/wasm_kernels.ts";
@@ -141,6 +146,44 @@ Deno.test("the fused update kernel = the TF.js ops bit for bit, on cpu and wasm 
       for (let i = 0; i < ops.length; i++) {
         assertEquals(kernel[i], ops[i], `${backend}, ${c.name}, tensor ${i}`);
       }
+    }
+  }
+  assert(await tf.setBackend("cpu"));
+});
+
+Deno.test("large tensors by the ops, small by the kernel, in one update: the same as all by the ops, bit for bit", async () => {
+  const shapes = { big: [FUSED_ADAM_MAX_SIZE + 3], small: [7, 5] };
+  const run = async (fused: boolean) => {
+    fastPaths.optimizer = fused;
+    try {
+      const params = new Map(
+        Object.entries(shapes).map((
+          [n, s],
+          i,
+        ) => [n, tf.variable(tf.randomNormal(s, 0, 1, "float32", i + 1))]),
+      );
+      const opt = new Optimizer({ ...DEFAULT_OPTIMIZER, lr: 1e-2, weightDecay: 0.01 }, params);
+      for (let k = 0; k < 8; k++) { // rectified from t = 6
+        const grads = new Map(
+          Object.entries(shapes).map(([n, s], i) => [n, tf.randomNormal(s, 0, 1, "float32", 10 * k + i + 1)]),
+        );
+        opt.update(grads);
+        disposeAll(grads);
+      }
+      const out = await Promise.all([...params.values(), ...opt.state().values()].map((x) => x.data()));
+      opt.dispose();
+      disposeAll(params);
+      return out;
+    } finally {
+      fastPaths.optimizer = true;
+    }
+  };
+  for (const backend of ["cpu", "wasm"]) {
+    assert(await tf.setBackend(backend));
+    const [mixed, ops] = [await run(true), await run(false)];
+    for (let i = 0; i < ops.length; i++) {
+      const differs = ops[i].findIndex((x, j) => !Object.is(x, mixed[i][j]));
+      assertEquals(differs, -1, `${backend}, tensor ${i}: first difference at ${differs}`);
     }
   }
   assert(await tf.setBackend("cpu"));
