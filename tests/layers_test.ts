@@ -183,15 +183,18 @@ const blockCases: [string, Partial<ResBlockOptions>, number][] = [
   }, 8],
 ];
 for (const [label, o, cout] of blockCases) {
-  Deno.test(`ResBlock ${label}: gradient = finite differences`, async () => {
+  Deno.test(`ResBlock ${label}: gradient = finite differences, nothing but its output left`, async () => {
     const s = Scope.root();
     const block = new ResBlock(s.child("b"), 4, cout, [4, 4], { ...BLOCK, ...o });
     const rng = Rng.seeded(11);
     const emb = randn([2, 6], rng) as tf.Tensor2D;
     const x = randn([2, 4, 4, 4], rng);
     const p = randomParams(s, rng);
+    const before = tf.memory().numTensors;
     const y = block.apply(p, x as tf.Tensor4D, emb, { training: false });
     assertEquals(y.shape, [2, ...block.outResolution, cout]);
+    // Its intermediates are freed when it returns (the full-size ADM's filled wasm's 4 GiB heap otherwise).
+    assertEquals(tf.memory().numTensors - before, 1, "tensors left by one block: its output only");
     await gradCheck(
       `block ${label}`,
       (xx, pp) => block.apply(pp, xx as tf.Tensor4D, emb, { training: false }),
