@@ -7,9 +7,11 @@
 //
 // Signals: the first SIGINT/SIGTERM asks a stoppable task to stop: long loops (training steps, sample
 // batches, feature batches, evaluation) call `checkStop` between batches, which throws `StopRequested`;
-// `train` then saves a checkpoint and exits 0; a task whose result is not complete (sample, fid) exits 130
-// without writing it. A second signal exits at once (status 130). A task that is not stoppable exits at the
-// first signal.
+// `train` then saves a checkpoint and exits 0; a task whose result is not complete (sample, fid, tune:steps,
+// denoise, edit) exits 130 without writing it. A second signal exits at once (status 130). A task that is not
+// stoppable exits at the first signal. `yieldToEvents` says why a signal waits at most ~0.2 s plus one batch.
+
+import { setImmediate } from "node:timers";
 
 // ---- flags ------------------------------------------------------------------------------------------------
 
@@ -231,20 +233,28 @@ export function handleSignals(graceful = true): () => void {
   return installed.dispose;
 }
 
+/** At most this long between two yields that wait for a timer (see `yieldToEvents`). */
+export const SIGNAL_POLL_MS = 200;
+let lastTimerWait = -Infinity;
+
 /**
- * Let pending signals be delivered: a macrotask turn of the event loop (TF.js's cpu reads resolve as
- * microtasks, which never let a signal listener run). A MessageChannel round trip costs about 0.1 ms.
+ * Let pending signals be delivered between two batches of synchronous work (TF.js's cpu and wasm reads resolve
+ * as microtasks, which never let a signal listener run). Deno notices a signal only when its event loop waits
+ * for I/O or a timer; a turn that finds work ready (a MessageChannel message, a setImmediate) skips that wait
+ * and delivered a signal only after ~20-60 such turns (once node:worker_threads is loaded, as the threaded wasm
+ * backend does, a MessageChannel round trip did not even run due timers more than once in ~64). A loop of
+ * 1-4 s batches then ignored Ctrl-C for minutes. So: a fresh 0 ms timer, which makes the loop wait (about 2
+ * ms), when SIGNAL_POLL_MS have passed since the last one, else a node setImmediate (about 10 µs). A signal is
+ * then delivered within SIGNAL_POLL_MS plus one batch, for at most ~1% of the time.
  */
 export function yieldToEvents(): Promise<void> {
-  return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port1.onmessage = () => {
-      ch.port1.close();
-      ch.port2.close();
+  if (performance.now() - lastTimerWait < SIGNAL_POLL_MS) return new Promise((r) => setImmediate(r));
+  return new Promise((resolve) =>
+    setTimeout(() => {
+      lastTimerWait = performance.now();
       resolve();
-    };
-    ch.port2.postMessage(0);
-  });
+    }, 0)
+  );
 }
 
 const tracePhases = () => Deno.env.get("ICT_TRACE_PHASES") === "1";

@@ -17,6 +17,7 @@
 // Tested against their own code: tests/reference/openai_cm_reference.py builds a small UNetModel with random
 // weights, and tests/openai_cm_test.ts checks that import + f_θ reproduce their `denoise` outputs.
 import * as tf from "@tensorflow/tfjs";
+import { checkStop } from "./cli.ts";
 import { ConsistencyModel } from "./consistency_model.ts";
 import { saveCheckpoint, type TensorEntry } from "./io/checkpoint.ts";
 import { downloadWithHash, writeFileAtomic } from "./io/fs.ts";
@@ -831,6 +832,7 @@ export async function denoiseImages(
     });
     out.set(await y.data() as Float32Array, i * per);
     y.dispose();
+    await checkStop("denoise"); // a signal ends the task here, between batches
   }
   return out;
 }

@@ -125,4 +125,4 @@ await runTask(async () => {
   const out = v.layout === "nchw" ? nhwcToNchw(y, n, h, w, c) : y;
   await writeNpz(v.out!, { arr_0: { data: out, shape: arr.shape } });
   console.log(`wrote ${v.out} (arr_0: float32 [${arr.shape}], ${v.layout})`);
-});
+}, { stoppable: true });

@@ -6,8 +6,10 @@
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
 import { loadCheckpoint } from "../lib/io/checkpoint.ts";
+import { writeNpz } from "../lib/io/npz.ts";
 import { MnistClassifier, saveClassifier } from "../lib/metrics/mnist_classifier.ts";
 import { initParams } from "../lib/nn/params.ts";
+import { importOpenAiCheckpoint, TINY_OPENAI_CM_FIXTURE } from "../lib/openai_cm.ts";
 import { checkpointPath, listCheckpoints } from "../lib/train/run.ts";
 
 await tf.setBackend("cpu");
@@ -20,6 +22,8 @@ interface Ended {
   text: string;
   /** Seconds from the last signal to the exit. */
   afterSignal: number;
+  /** What stderr and stdout said after the first signal was sent. */
+  afterText: string;
 }
 
 /**
@@ -42,12 +46,14 @@ async function signalled(
   const decoder = new TextDecoder();
   let text = "";
   let sentAt = 0;
+  let sentLength = 0;
   const readOut = (async () => {
     for await (const chunk of child.stdout) text += decoder.decode(chunk);
   })();
   for await (const chunk of child.stderr) {
     text += decoder.decode(chunk);
     if (!sentAt && when.test(text)) {
+      sentLength = text.length;
       for (const [i, s] of signals.entries()) {
         if (i) await new Promise((r) => setTimeout(r, 50));
         child.kill(s);
@@ -58,7 +64,12 @@ async function signalled(
   await readOut;
   const { code } = await child.status;
   assert(sentAt > 0, `never saw ${when}:\n${text.slice(-3000)}`);
-  return { code, text, afterSignal: (performance.now() - sentAt) / 1000 };
+  return {
+    code,
+    text,
+    afterSignal: (performance.now() - sentAt) / 1000,
+    afterText: text.slice(sentLength),
+  };
 }
 
 async function stepsOf(run: string) {
@@ -196,6 +207,63 @@ Deno.test("sample and fid:ref stop between batches on a signal and write nothing
   assert(f.afterSignal < 5, `fid:ref exited ${f.afterSignal.toFixed(1)} s after the signal`);
   assertMatch(f.text, /stopped \(SIGINT\) before the task finished/);
   assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["classifier", "run"], "no statistics");
+});
+
+Deno.test("with 2 wasm threads, sample, tune:steps and denoise stop within a few batches of a signal, unslowed", async () => {
+  // No ICT_TEST_PHASE_DELAY_MS here: its timer let the signal in. Once node:worker_threads is loaded (the
+  // threaded wasm backend loads it), a MessageChannel round trip lets timers and signal listeners run only once
+  // in ~64: checkStop then honoured a signal ~64 batches late, minutes for an image model. So what is counted
+  // is the batches after the signal, not seconds.
+  const dir = await tempDir();
+  const run = `${dir}/toy`;
+  const trained = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${root}tasks/train.ts`, ...TOY, "--run", run, "--max-steps", "2"],
+    cwd: root,
+    env: { ICT_WASM_THREADS: "1" },
+    stderr: "piped",
+  }).output();
+  assertEquals(trained.code, 0, new TextDecoder().decode(trained.stderr));
+  const { runDir: imported } = await importOpenAiCheckpoint({
+    ...TINY_OPENAI_CM_FIXTURE,
+    out: `${dir}/tiny`,
+  });
+  const input = `${dir}/x.npz`;
+  const images = 2000;
+  await writeNpz(input, {
+    arr_0: { data: new Float32Array(images * 16 * 16 * 3).fill(0.25), shape: [images, 16, 16, 3] },
+  });
+  const before = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  const threaded = { ICT_WASM_THREADS: "2" };
+  const wasm = ["--backend", "wasm"];
+  const cases: [string, string[], string][] = [
+    ["sample.ts", ["--run", run, "--n", "10000000", "--batch", "20000", "--out", `${dir}/s.npz`], "sample"],
+    [
+      "tune_steps.ts",
+      ["--run", run, "--n", "10000000", "--batch", "20000", "--out", `${dir}/t.json`],
+      "tune",
+    ],
+    [
+      "denoise.ts",
+      ["--run", imported, "--input", input, "--sigma", "1", "--class", "3", "--batch", "8"]
+        .concat(["--out", `${dir}/y.npz`]),
+      "denoise",
+    ],
+  ];
+  for (const [script, args, phase] of cases) {
+    const r = await signalled(
+      script,
+      [...args, ...wasm],
+      new RegExp(`(phase: ${phase}\n[^]*){3}`),
+      ["SIGINT"],
+      threaded,
+    );
+    assertEquals(r.code, 130, `${script}: ${r.text.slice(-2000)}`);
+    assertMatch(r.text, /backend: wasm — 2 thread\(s\)/, script);
+    assertMatch(r.text, /stopped \(SIGINT\) before the task finished/, script);
+    const late = r.afterText.split("\n").filter((l) => l === `phase: ${phase}`).length;
+    assert(late <= 8, `${script}: ${late} batches ran after the signal (${r.afterSignal.toFixed(1)} s)`);
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), before, `${script}: nothing written`);
+  }
 });
 
 Deno.test("kill -9 soak: a toy2d run killed at 6 random moments (2 inside checkpoint writes) and resumed each time ends exactly as an uninterrupted one", async () => {
