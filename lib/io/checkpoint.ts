@@ -256,13 +256,14 @@ export interface LoadedCheckpoint {
 export type Expectation = Record<string, readonly Pick<ParamSpec, "name" | "shape">[]>;
 
 /**
- * Load a kit checkpoint. With `expect` (or a function of the stored config and state that returns it), every
- * group it names must hold exactly those parameters with those shapes (missing, unexpected or mis-shaped names
- * are refused, all listed at once). `opts.groups` limits which groups become tensors (all by default).
+ * Load a kit checkpoint. With `expect` (or a function of the stored config, state and the file's group names
+ * that returns it), every group it names must hold exactly those parameters with those shapes (missing,
+ * unexpected or mis-shaped names are refused, all listed at once). `opts.groups` limits which groups become
+ * tensors (all by default).
  */
 export async function loadCheckpoint(
   path: string,
-  expect: Expectation | ((config: unknown, state: unknown) => Expectation) = {},
+  expect: Expectation | ((config: unknown, state: unknown, groups: readonly string[]) => Expectation) = {},
   opts: { groups?: readonly string[] } = {},
 ): Promise<LoadedCheckpoint> {
   const { tensors, metadata } = await readSafetensors(path);
@@ -281,7 +282,6 @@ export async function loadCheckpoint(
   };
   const config = parse("ict_kit.config");
   const state = parse("ict_kit.state");
-  const expected = typeof expect === "function" ? expect(config, state) : expect;
   const byGroup = new Map<string, Map<string, TensorEntry>>();
   for (const [full, t] of tensors) {
     const i = full.indexOf("/");
@@ -290,6 +290,7 @@ export async function loadCheckpoint(
     if (!byGroup.has(g)) byGroup.set(g, new Map());
     byGroup.get(g)!.set(full.slice(i + 1), t);
   }
+  const expected = typeof expect === "function" ? expect(config, state, [...byGroup.keys()]) : expect;
   const problems: string[] = [];
   for (const [group, specs] of Object.entries(expected)) {
     const have = byGroup.get(group) ?? new Map<string, TensorEntry>();

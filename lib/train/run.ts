@@ -6,6 +6,7 @@
 //   RUN/samples/step-*.png         one-step samples of the EMA student every `sampleEvery` steps (fixed noise)
 //   RUN/loss.html                  the loss curve (plotly, works offline)
 //   RUN/train.log                  what was printed
+//   RUN/init.json                  with `init` (--init): the checkpoint whose weights the run started from
 //
 // `--resume` continues from the newest checkpoint with the same step, curriculum, optimizer moments, EMA, RNG
 // and data order, so its losses equal those of an uninterrupted run on the same backend.
@@ -20,7 +21,14 @@ import { deviceLimits } from "../backend.ts";
 import { readCheckpointInfo } from "../io/checkpoint.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { stepsOf, type TrainConfig } from "./config.ts";
-import { DivergenceError, resumedConfig, type StepMetrics, Trainer } from "./trainer.ts";
+import {
+  checkInitNetwork,
+  DivergenceError,
+  loadInitWeights,
+  resumedConfig,
+  type StepMetrics,
+  Trainer,
+} from "./trainer.ts";
 import { checkStop, handleSignals, onStop, StopRequested, stopRequested, yieldToEvents } from "../cli.ts";
 import { createEvaluator, type EvalResult } from "./evaluate.ts";
 import { acquireRunLock } from "./lock.ts";
@@ -31,6 +39,12 @@ export interface RunOptions {
   runDir: string;
   /** Continue the newest checkpoint in runDir (its config wins; only loop settings may change). */
   resume?: boolean;
+  /**
+   * Start a new run from another run's weights (`--init`): a run directory (its newest checkpoint) or a
+   * checkpoint file, and which of its weights (the EMA by default). Student, EMA and CT's teacher all start
+   * from them; the optimizer is fresh and the step 0. The network must be the source's (dropout may differ).
+   */
+  init?: { from: string; weights?: "ema" | "params" };
   /** Stop after this many steps in THIS invocation (as if interrupted); for tests and demos. */
   stopAfter?: number;
   /** Checkpoint and stop on SIGINT/SIGTERM (default true). */
@@ -144,14 +158,25 @@ async function train(config: TrainConfig, opts: RunOptions, comm: Communicator):
   const log = new Logger({ file: writer ? `${dir}/train.log` : undefined, quiet: opts.quiet || !writer });
   if (writer) await removeStaleTemps(`${dir}/checkpoints`);
   const existing = await listCheckpoints(dir);
-  if (!opts.resume && existing.length) {
+  if (opts.resume && opts.init) {
     throw new Error(
-      `${dir} already holds checkpoints (newest: step ${
-        existing[0].step
-      }): add --resume to continue that run, ` +
-        `or choose a new --run directory`,
+      "--init starts a new run from another run's weights and --resume continues this one: give one of them",
     );
   }
+  if (!opts.resume && existing.length) {
+    throw new Error(
+      `${dir} already holds checkpoints (newest: step ${existing[0].step}): ` +
+        (opts.init
+          ? "--init starts a new run: choose a new --run directory"
+          : "add --resume to continue that run, or choose a new --run directory"),
+    );
+  }
+  // --init: the source's network is checked from its header before any data is read.
+  const initPath = opts.init ? await latestCheckpoint(opts.init.from) : "";
+  if (opts.init) {
+    checkInitNetwork(initPath, config, (await readCheckpointInfo(initPath)).config as TrainConfig);
+  }
+  const initWeights = opts.init?.weights ?? "ema";
   if (opts.resume && existing.length) {
     // The data to load is the run's own: check the stored config before reading gigabytes of images.
     resumedConfig((await readCheckpointInfo(existing[0].path)).config as TrainConfig, config);
@@ -161,9 +186,33 @@ async function train(config: TrainConfig, opts: RunOptions, comm: Communicator):
   const reference = opts.reference ??
     (dataset.sampleShape.length === 1 && !opts.dataset ? await loadDataset(config.data, "test") : undefined);
   const limits = opts.limits ?? planLimits(await deviceLimits());
+  /** A new run's trainer: from config.seed, or from the --init weights (read again on a rollback). */
+  const fresh = async (cfg: TrainConfig) => {
+    if (!opts.init) return Trainer.create(cfg, dataset, limits, comm);
+    const w = await loadInitWeights(initPath, cfg, initWeights);
+    return Trainer.create(cfg, dataset, limits, comm, w.params);
+  };
   let trainer = opts.resume
     ? await resumeTrainer(existing, dataset, config, log, limits, comm)
-    : Trainer.create(config, dataset, limits, comm);
+    : await fresh(config);
+  if (opts.init) {
+    const { step: sourceStep } = (await readCheckpointInfo(initPath)).state as { step?: number } ?? {};
+    const which = initWeights === "ema" ? "EMA" : "student";
+    const who = trainer.teacher ? "student, EMA and teacher" : "student and EMA";
+    log.info(
+      `started from ${initPath} (its ${which} weights, step ${sourceStep ?? 0}): ${who} start there; ` +
+        "fresh optimizer, step 0",
+    );
+    if (writer) {
+      await writeJson(`${dir}/init.json`, {
+        from: opts.init.from,
+        checkpoint: initPath,
+        weights: initWeights,
+        sourceStep: sourceStep ?? 0,
+        time: new Date().toISOString(),
+      });
+    }
+  }
   const c = trainer.config;
   const plan = trainer.plan;
   log.info(
@@ -354,7 +403,7 @@ async function train(config: TrainConfig, opts: RunOptions, comm: Communicator):
         trainer.dispose();
         trainer = lastCheckpoint
           ? await Trainer.load(lastCheckpoint, dataset, c, limits, comm)
-          : Trainer.create(structuredClone(c), dataset, limits, comm);
+          : await fresh(structuredClone(c));
         for (const [k, n] of skip) if ((trainer.skip.get(k) ?? 0) < n) trainer.skip.set(k, n);
         const back = trainer.step;
         lines.splice(0, lines.length, ...lines.filter((l) => "event" in l || l.step <= back));

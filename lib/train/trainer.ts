@@ -5,8 +5,9 @@ import * as tf from "@tensorflow/tfjs";
 import { CheckpointError, type Expectation, loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
 import { ConsistencyModel } from "../consistency_model.ts";
 import { DataLoader, type Dataset, type LoaderState } from "../data/dataset.ts";
+import { MODELS } from "../models/index.ts";
 import { oneHotLabels } from "../models/network.ts";
-import { disposeParams, numel, type Params, trainableParams } from "../nn/params.ts";
+import { disposeParams, numel, type Params, type ParamSpec, trainableParams } from "../nn/params.ts";
 import { Rng, type RngState } from "../rng.ts";
 import { LOOP_KEYS, type TrainConfig, validateConfig, withLoopDefaults } from "./config.ts";
 import { type MemoryPlan, type PlanLimits, planLimits, planMemory } from "./memory_plan.ts";
@@ -116,19 +117,24 @@ export class Trainer {
   ) {}
 
   /**
-   * A fresh run: parameters initialized from config.seed. A micro-batch of 0 ("auto") is resolved here by the
-   * memory plan for `limits` (default: the current backend's stated budget) and written into the config.
+   * A fresh run: parameters initialized from config.seed, or taken from `initial` (another run's weights,
+   * `loadInitWeights`; the map's tensors are taken over). Either way the EMA (and CT's teacher) start equal to
+   * the student, the optimizer has no state and the step is 0. A micro-batch of 0 ("auto") is resolved here
+   * by the memory plan for `limits` (default: the current backend's stated budget) and written into the config.
    */
   static create(
     config: TrainConfig,
     dataset: Dataset,
     limits?: PlanLimits,
     comm: Communicator = localCommunicator(),
+    initial?: Map<string, tf.Tensor>,
   ): Trainer {
     validateConfig(config);
     const model = modelFor(config, dataset);
     const plan = resolveMicroBatch(config, model, limits, comm);
-    const params = model.init(config.seed + SEED_OFFSETS.params);
+    const params = initial
+      ? paramsFrom(model.network.specs, initial)
+      : model.init(config.seed + SEED_OFFSETS.params);
     return new Trainer(
       plan,
       config,
@@ -172,16 +178,7 @@ export class Trainer {
     if (!state || !Number.isInteger(state.step) || !state.rng || !state.loader) {
       throw new CheckpointError(path, "has no training state (step, rng, loader): not a training checkpoint");
     }
-    const specs = model!.network.specs;
-    const restore = (group: Map<string, tf.Tensor>) => {
-      const out = new Map<string, tf.Tensor>();
-      for (const s of specs) {
-        const t = group.get(s.name)!;
-        out.set(s.name, s.trainable ? tf.variable(t, true) : t);
-        if (s.trainable) t.dispose();
-      }
-      return out;
-    };
+    const restore = (group: Map<string, tf.Tensor>) => paramsFrom(model!.network.specs, group);
     const params = restore(saved.groups.params);
     const optimizer = new Optimizer(config!.optimizer, trainableParams(params));
     const moments = saved.groups.optimizer ?? new Map();
@@ -359,6 +356,101 @@ async function nonFiniteParts(
   );
   if (samples.length) out.push(`input samples ${samples.slice(0, 16).join(", ")} (dataset indices)`);
   return out;
+}
+
+/** A checkpoint group as the network's parameters: trainable ones become variables (the tensors are taken over). */
+function paramsFrom(specs: readonly ParamSpec[], group: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  for (const s of specs) {
+    const t = group.get(s.name)!;
+    out.set(s.name, s.trainable ? tf.variable(t, true) : t);
+    if (s.trainable) t.dispose();
+  }
+  return out;
+}
+
+/** Model settings that change no weight's meaning (dropout's): a run from another's weights may set them. */
+const FREE_MODEL_KEYS: readonly string[] = ["dropout", "dropoutMaxResolution"];
+
+/**
+ * Where the network of `current` differs from that of `source` (another run's config) so that the source's
+ * weights would compute something else: any model setting but dropout's, and σ_data (c_skip, c_out, c_in). One
+ * entry per setting, "model.modelChannels: 64 here, 32 in the source"; none when the weights fit.
+ */
+export function networkDifferences(current: TrainConfig, source: TrainConfig): string[] {
+  const show = (v: unknown) => v === undefined ? "(unset)" : JSON.stringify(v);
+  const here = current.model as unknown as Record<string, unknown>;
+  const there = source.model as unknown as Record<string, unknown>;
+  if (here.family !== there.family) {
+    return [`model.family: ${show(here.family)} here, ${show(there.family)} in the source`];
+  }
+  const out: string[] = [];
+  for (const k of new Set([...Object.keys(here), ...Object.keys(there)])) {
+    if (FREE_MODEL_KEYS.includes(k) || JSON.stringify(here[k]) === JSON.stringify(there[k])) continue;
+    out.push(`model.${k}: ${show(here[k])} here, ${show(there[k])} in the source`);
+  }
+  if (current.sigmaData !== source.sigmaData) {
+    out.push(`sigmaData: ${current.sigmaData} here, ${source.sigmaData} in the source`);
+  }
+  return out;
+}
+
+/**
+ * Refuse `--init` weights (`source`: their checkpoint's config) whose network is not that of `config`, naming
+ * each differing setting and the --model (and --sigma-data) that fits.
+ */
+export function checkInitNetwork(path: string, config: TrainConfig, source: TrainConfig): void {
+  if (!source?.model) throw new CheckpointError(path, "has no model config: not a kit checkpoint");
+  const diffs = networkDifferences(config, source);
+  if (!diffs.length) return;
+  const fits = Object.entries(MODELS).find(([, m]) =>
+    !networkDifferences({ ...config, model: m, sigmaData: source.sigmaData }, source).length
+  );
+  const how = [fits ? `--model ${fits[0]}` : "the source's --model and --model.* settings (its config.json)"];
+  if (config.sigmaData !== source.sigmaData) how.push(`--sigma-data ${source.sigmaData}`);
+  throw new Error(
+    `--init ${path}: its network is not this run's (${diffs.join("; ")}): pass ${how.join(" and ")} ` +
+      "(dropout may differ)",
+  );
+}
+
+/** Weights to start a new run from (`--init`): a checkpoint's EMA or student, checked against the config. */
+export interface InitWeights {
+  /** The checkpoint file. */
+  path: string;
+  /** Its group the weights came from. */
+  weights: "ema" | "params";
+  /** The source's step (0 for an imported network). */
+  step: number;
+  params: Map<string, tf.Tensor>;
+}
+
+/**
+ * Read the `weights` group (the EMA by default: what sampling uses, and all an imported run holds) of the
+ * checkpoint at `path` for a new run with `config`. Refuses a source whose network differs (naming each
+ * setting, and the --model that fits when one does), a checkpoint without that group, and weights that do not
+ * fit the network's parameters.
+ */
+export async function loadInitWeights(
+  path: string,
+  config: TrainConfig,
+  weights: "ema" | "params" = "ema",
+): Promise<InitWeights> {
+  let step = 0;
+  const loaded = await loadCheckpoint(path, (stored, state, groups) => {
+    checkInitNetwork(path, config, stored as TrainConfig);
+    if (!groups.includes(weights)) {
+      throw new CheckpointError(
+        path,
+        `holds no "${weights}" weights (it has ${groups.join(", ") || "none"})` +
+          (groups.includes("ema") ? ": use --init-weights ema" : ""),
+      );
+    }
+    step = (state as TrainState | null)?.step ?? 0;
+    const model = ConsistencyModel.fromConfig(config.model, { sigmaData: config.sigmaData });
+    return { [weights]: model.network.specs };
+  }, { groups: [weights] });
+  return { path, weights, step, params: loaded.groups[weights] };
 }
 
 /**
