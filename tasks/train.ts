@@ -1,5 +1,6 @@
 // deno task train:toy | train:mnist | train:cifar10 | train:imagenet64  [--run DIR] [--resume] [--backend NAME]
-//                                                                       [--config NAME] [--SETTING VALUE …]
+//                                                                       [--config NAME] [--init RUN|FILE]
+//                                                                       [--SETTING VALUE …]
 // Trains a consistency model with iCT (or any mix of CT's choices) from a preset config; every setting can be
 // overridden by a flag (`--batch 2 --max-steps 10 --optimizer.lr 2e-4 --recipe ct`). Ctrl-C (or SIGTERM) saves a
 // checkpoint after the current step and stops, a second one exits at once; `--resume` continues the run exactly
@@ -28,7 +29,8 @@ import { parseTaskFlags, runTask, type TaskSpec } from "../lib/cli.ts";
 
 const TRAIN_SPEC: TaskSpec = {
   usage:
-    "deno task train:<preset> [--run DIR] [--resume] [--backend NAME] [--memory-gib G] [--SETTING VALUE …]\n" +
+    "deno task train:<preset> [--run DIR] [--resume | --init RUN|FILE] [--backend NAME] [--memory-gib G] " +
+    "[--SETTING VALUE …]\n" +
     "       deno task train:<preset> --plan [--backend NAME] [--memory-gib G] [--json]   (the memory plan only)\n" +
     "       mpirun -np N deno task train:<preset> … [--distributed mpi|none|auto]   (data parallel)",
   flags: [
@@ -40,6 +42,13 @@ const TRAIN_SPEC: TaskSpec = {
     },
     { name: "run", value: "DIR", help: "the run directory (default runs/<preset>)" },
     { name: "resume", help: "continue the newest checkpoint in --run (only loop settings may change)" },
+    {
+      name: "init",
+      value: "RUN|FILE",
+      help: "start a new run from another run's weights (its newest checkpoint, or a .safetensors file): " +
+        "student and EMA start there, fresh optimizer, step 0; the network must be the source's",
+    },
+    { name: "init-weights", value: "ema|params", default: "ema", help: "with --init: which of its weights" },
     { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
     { name: "memory-gib", value: "G", help: "the memory the plan may use" },
     { name: "plan", help: "print the memory plan and exit" },
@@ -57,6 +66,19 @@ await runTask(async () => {
   const resume = args.flag("resume");
   const settings = args.settings;
   const runDir = get("run") ?? `runs/${name}`;
+  const init = get("init");
+  const initWeights = get("init-weights")!;
+  if (initWeights !== "ema" && initWeights !== "params") {
+    throw new Error(
+      `--init-weights takes ema (the source's EMA) or params (its student), got "${initWeights}"`,
+    );
+  }
+  if (args.given("init-weights") && !init) throw new Error("--init-weights goes with --init RUN|FILE");
+  if (init && resume) {
+    throw new Error(
+      "--init starts a new run from another run's weights and --resume continues this one: give one of them",
+    );
+  }
   // A resumed run continues with its own config (from its newest checkpoint); only loop settings may change.
   if (resume) checkResumeFlags(settings);
   const config = resume
@@ -84,7 +106,13 @@ await runTask(async () => {
   try {
     checkPresetBackend(config.preset, await initBackend()); // reads --backend; no paper preset on a CPU auto picked
     const limits = planLimits(await deviceLimits(), memoryGiB);
-    const result = await runTraining(config, { runDir, resume, limits, comm });
+    const result = await runTraining(config, {
+      runDir,
+      resume,
+      init: init ? { from: init, weights: initWeights } : undefined,
+      limits,
+      comm,
+    });
     if (comm.rank === 0) {
       console.log(`run: ${runDir}  step ${result.step}  checkpoint ${result.lastCheckpoint}`);
     }
