@@ -8,6 +8,7 @@ import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 import { cachedFilterBytes, convCache, registerWasmConvCache } from "../lib/wasm_conv_cache.ts";
+import { outputsAndGrads, tinyCases } from "./reference/tiny_networks.ts";
 
 registerWasmTrainingKernels();
 registerWasmConvCache();
@@ -106,6 +107,17 @@ Deno.test("wasm conv2d with every filter copied: gradient = finite differences",
     assert.ok(Math.abs(a - n) <= 2e-3 * Math.max(1, Math.abs(n)), `autodiff ${a} vs finite difference ${n}`);
   });
 });
+
+for (const c of tinyCases()) {
+  Deno.test(`tiny ${c.name} on wasm: every filter copied = every filter cached, bit for bit (output and gradients)`, async () => {
+    const copies = convCache.copies;
+    const copied = await withBudget(0, () => outputsAndGrads("wasm", c, true));
+    assert.ok(convCache.copies > copies, "budget 0: the filters were copied");
+    const cached = await withBudget(2 ** 30, () => outputsAndGrads("wasm", c, true));
+    assert.deepEqual(copied.out, cached.out);
+    for (const [name, g] of cached.grads) assert.deepEqual(copied.grads.get(name), g, `∂/∂${name}`);
+  });
+}
 
 Deno.test("filters beyond the budget leave the wasm heap flat, cached ones grow it; disposing frees the budget", async () => {
   assert.ok(await tf.setBackend("wasm"));
