@@ -397,12 +397,16 @@ function registerSplit(): void {
 }
 
 /**
- * Products up to this many multiply-adds run as one JavaScript kernel (matMulSmall): a convolution is
- * dispatched to XNNPACK's thread pool, ~1 ms a call on 2 threads however small (the dense layers'
- * [8, 128]·[128, 64] and the 8×8 attention's [8, 64, 64] products of ncsnpp-small-32, one convolution per
- * batch entry). wasm's own BatchMatMul took as long as the convolution for [8, 128]·[128, 64] (2.4 ms).
+ * Products whose output rows cost at most this many multiply-adds each (K·N) run as one JavaScript kernel
+ * (matMulSmall): a convolution is dispatched to XNNPACK's thread pool, ~1 ms a call on 2 threads however small
+ * (the dense layers' [8, 128]·[128, 64] and the 8×8 attention's [8, 64, 64] products of ncsnpp-small-32, one
+ * convolution per batch entry). wasm's own BatchMatMul took as long as the convolution for [8, 128]·[128, 64]
+ * (2.4 ms). The choice depends on K·N only, never on the number of rows M or of batch entries: those are the
+ * data's batch (a dense layer's rows, attention's B·heads entries), and the two paths round differently, so a
+ * choice by batch size would make a sample's result depend on the batch it was computed in (micro-batches,
+ * FID feature batches).
  */
-export const SMALL_MATMUL_MACS = 1 << 22;
+export const SMALL_MATMUL_ROW_MACS = 8192;
 
 /**
  * out[e] = op(a[e])·op(b[e]) for each batch entry e (a or b with one entry is broadcast), op = transpose or
@@ -439,16 +443,13 @@ export function matMulSmall(
   }
 }
 
-/** batch·M·K·N of a (batched, broadcast) product a·b. */
-function matMulMacs(a: readonly number[], b: readonly number[], transposeA: boolean): number {
-  const k = transposeA ? a[a.length - 2] : a[a.length - 1];
-  const size = (s: readonly number[]) => s.reduce((p, q) => p * q, 1);
-  const batch = Math.max(size(a.slice(0, -2)), size(b.slice(0, -2)));
-  return batch * (size(a.slice(-2)) / k) * (size(b.slice(-2)) / k) * k;
+/** K·N of a (batched, broadcast) product op(a)·op(b), b being [K, N] or [N, K]: the cost of one output row. */
+function matMulRowMacs(b: readonly number[]): number {
+  return b[b.length - 1] * b[b.length - 2];
 }
 
 /**
- * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products (SMALL_MATMUL_MACS) and other
+ * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products (SMALL_MATMUL_ROW_MACS) and other
  * dtypes go to the backend's own kernel.
  */
 function registerBatchMatMul(backend: string): void {
@@ -463,7 +464,7 @@ function registerBatchMatMul(backend: string): void {
       const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
       if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
       const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-      if (fastPaths.smallMatMul && matMulMacs(a.shape, b.shape, transposeA) <= SMALL_MATMUL_MACS) {
+      if (fastPaths.smallMatMul && matMulRowMacs(b.shape) <= SMALL_MATMUL_ROW_MACS) {
         const batchOf = (t: tf.Tensor) => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
         const [ba, bb] = [batchOf(a), batchOf(b)];
         if (backend !== "wasm" || !(ba === bb || ba === 1 || bb === 1)) return own.kernelFunc(args);

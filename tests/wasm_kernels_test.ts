@@ -405,3 +405,25 @@ Deno.test("wasm small broadcast Add, Sub, Multiply, RealDiv (one JavaScript loop
   }
   await gradCheckWasm("broadcast mul/add", (a, b) => tf.add(tf.mul(a, b), b), [[3, 1, 4], [1, 5, 4]], 190);
 });
+
+Deno.test("wasm BatchMatMul: a row's result does not depend on the batch it is computed in (dense layer, attention entries)", async () => {
+  // [M, 128]·[128, 64] is a dense layer of ncsnpp-small-32 (K·N = 8192, the JavaScript kernel's limit) and
+  // [E, 64, 64]·[E, 64, 64] its 8×8 attention; 8 rows / 2 entries against 600 rows / 150 entries. A choice of
+  // kernel by the whole product's size would send the large ones to XNNPACK, which rounds differently.
+  const cases: [number[], number[], number[], number[]][] = [
+    [[600, 128], [128, 64], [8, 128], [128, 64]],
+    [[150, 64, 64], [150, 64, 64], [2, 64, 64], [2, 64, 64]],
+  ];
+  for (const [aBig, bBig, aSmall, bSmall] of cases) {
+    const [big, small] = await on("wasm", () => {
+      const a = randn(aBig, 5), b = randn(bBig, 6);
+      const first = (t: tf.Tensor, s: number[]) => tf.slice(t, s.map(() => 0), s);
+      return [tf.matMul(a, b), tf.matMul(first(a, aSmall), first(b, bSmall))];
+    });
+    assert.deepEqual(
+      Array.from(small),
+      Array.from(big.subarray(0, small.length)),
+      `[${aSmall}] of [${aBig}]`,
+    );
+  }
+});
