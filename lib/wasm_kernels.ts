@@ -1,6 +1,7 @@
 // Kernels the TF.js wasm backend lacks for training, written with forward ops it has (no cpu fallback); the
 // same kernels replace slower ones on cpu (filter gradient) and webgpu (both gradients).
 import * as tf from "@tensorflow/tfjs";
+import { registerWasmConvCache } from "./wasm_conv_cache.ts";
 
 /**
  * The kit's speed-ups that keep their older path, switchable for A/B timing in one process
@@ -711,6 +712,7 @@ export function registerWasmTrainingKernels(): void {
   registerGroupNorm();
   registerFir();
   registerFlipFilter();
+  registerWasmConvCache(); // at most 512 MiB of filters keep XNNPACK's packed copies (lib/wasm_conv_cache.ts)
 }
 
 let webgpuRegistered = false;

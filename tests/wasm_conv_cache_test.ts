@@ -7,11 +7,10 @@ import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
-import { cachedFilterBytes, convCache, registerWasmConvCache } from "../lib/wasm_conv_cache.ts";
+import { cachedFilterBytes, convCache } from "../lib/wasm_conv_cache.ts";
 import { outputsAndGrads, tinyCases } from "./reference/tiny_networks.ts";
 
-registerWasmTrainingKernels();
-registerWasmConvCache();
+registerWasmTrainingKernels(); // what initBackend registers on wasm: the budgeted Conv2D / FusedConv2D with it
 
 function randn(shape: number[], seed: number): tf.Tensor {
   const r = Rng.seeded(seed);
