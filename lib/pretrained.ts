@@ -6,7 +6,6 @@ import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import erf from "@stdlib/math-base-special-erf";
-import type { BackendChoice, BackendName } from "./backend.ts";
 import { loadDataset } from "./data/index.ts";
 import { DATA_ROOT, type Dataset } from "./data/dataset.ts";
 import type { ImportRecord } from "./openai_cm.ts";
@@ -51,23 +50,6 @@ export async function findImportedRun(
     );
   }
   return undefined;
-}
-
-/**
- * The most parameters the notebook puts on wasm. Its 32-bit heap aborts once the 296M-parameter ImageNet 64
- * network (1.18 GB of float32) is loaded (README, "Pretrained models"); the kit's 56M-parameter NCSN++ runs there.
- */
-export const WASM_MAX_PARAMETERS = 100_000_000;
-
-/**
- * The backend to switch to for a network of `parameters`: "cpu" when `auto` chose wasm and the network is over
- * WASM_MAX_PARAMETERS (slow, minutes per image, but it holds the weights), else undefined (keep the choice;
- * an explicit --backend / ICT_BACKEND is the user's to make).
- */
-export function backendForParameters(choice: BackendChoice, parameters: number): BackendName | undefined {
-  return choice.request === "auto" && choice.name === "wasm" && parameters > WASM_MAX_PARAMETERS
-    ? "cpu"
-    : undefined;
 }
 
 /** Real images to edit at a model's resolution, with the classes to condition on. */

@@ -16,9 +16,7 @@ import { readFidRecords, readRun, runMetricFigure, spread, trainingCost } from "
 import { searchSigmaMid, sigmaMidGrid } from "../lib/two_step_search.ts";
 import { preset, PRESETS } from "../lib/train/config.ts";
 import { writePng } from "../lib/images.ts";
-import type { BackendName, BackendRequest } from "../lib/backend.ts";
 import {
-  backendForParameters,
   editReferences,
   findImportedRun,
   importedRunCandidates,
@@ -265,14 +263,6 @@ Deno.test("findImportedRun: $ICT_OPENAI_CM_RUN alone when set, else runs/NAME of
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("backendForParameters: cpu only for a network wasm cannot hold, and only when auto chose wasm", () => {
-  const choice = (name: BackendName, request: BackendRequest) => ({ name, request, reason: "", probes: [] });
-  assert.equal(backendForParameters(choice("wasm", "auto"), 295_899_267), "cpu");
-  assert.equal(backendForParameters(choice("wasm", "auto"), 355_235), undefined);
-  assert.equal(backendForParameters(choice("wasm", "wasm"), 295_899_267), undefined, "explicit choice kept");
-  assert.equal(backendForParameters(choice("webgpu", "auto"), 295_899_267), undefined);
 });
 
 Deno.test("mixtureConditional: the conditional of a 2-D mixture, its density and CDF", () => {

@@ -256,7 +256,6 @@ Deno.test("errors: fewer than k + 1 points, non-finite features, shapes", () => 
 // ---------------------------------------------------------------------------------------------------------
 // The task.
 
-
 const fidTask = (args: string[]) =>
   runTaskScript("fid.ts", args, { ICT_BACKEND: "wasm", ICT_WASM_THREADS: "1" });
 

@@ -151,7 +151,6 @@ Deno.test("greedyStepSearch refuses one step and an empty range", async () => {
 
 // ---- the task ------------------------------------------------------------------------------------------------
 
-
 const task = (script: string, args: string[]) => runTaskScript(script, args);
 
 Deno.test("deno task tune:steps on a toy run: the τ's it prints are the record's, inside (σ_min, σ_max) and descending", async () => {
