@@ -11,25 +11,11 @@ import { preset, type TrainConfig } from "../lib/train/config.ts";
 import { checkpointPath, listCheckpoints, runTraining } from "../lib/train/run.ts";
 import { checkInitNetwork, loadInitWeights, Trainer } from "../lib/train/trainer.ts";
 import { Rng } from "../lib/rng.ts";
-import { TOY_MLP, toyPoints } from "./toy_data.ts";
+import { TOY_MLP, toyPoints, toyTrainConfig } from "./toy_data.ts";
 
 await tf.setBackend("cpu");
 
-function toyConfig(extra: Partial<TrainConfig> = {}): TrainConfig {
-  return {
-    ...preset("toy2d"),
-    model: { ...TOY_MLP },
-    totalIters: 400,
-    batch: 8,
-    optimizer: { ...preset("toy2d").optimizer, lr: 1e-3 },
-    emaDecay: 0.9,
-    checkpointEvery: 5,
-    keepCheckpoints: 2,
-    sampleEvery: 0,
-    logEvery: 1,
-    ...extra,
-  };
-}
+const toyConfig = toyTrainConfig;
 
 const tempDir = () => Deno.makeTempDir({ prefix: "ict-init-test-" });
 const values = async (m: Map<string, tf.Tensor>) =>

@@ -1,6 +1,8 @@
-// The 2-D fixtures the training tests share: a small MLP and a fixed set of points to train it on.
+// The 2-D fixtures the training tests share: a small MLP, a training config for it, and a fixed set of points
+// to train it on.
 import type { Dataset } from "../lib/data/dataset.ts";
 import type { MlpConfig } from "../lib/models/mlp.ts";
+import { preset, type TrainConfig } from "../lib/train/config.ts";
 import { Rng } from "../lib/rng.ts";
 
 export const TOY_MLP: MlpConfig = {
@@ -32,5 +34,22 @@ export function toyPoints(
       Array.from(indices).forEach((i, k) => x.set(data.subarray(i * 2, i * 2 + 2), k * 2));
       return { x };
     },
+  };
+}
+
+/** toy2d's preset on TOY_MLP with every loop value set for tests (checkpoints every 5 steps, 2 kept). */
+export function toyTrainConfig(extra: Partial<TrainConfig> = {}): TrainConfig {
+  return {
+    ...preset("toy2d"),
+    model: { ...TOY_MLP },
+    totalIters: 400,
+    batch: 8,
+    optimizer: { ...preset("toy2d").optimizer, lr: 1e-3 },
+    emaDecay: 0.9,
+    checkpointEvery: 5,
+    keepCheckpoints: 2,
+    sampleEvery: 0,
+    logEvery: 1,
+    ...extra,
   };
 }

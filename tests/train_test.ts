@@ -16,37 +16,16 @@ import {
 } from "../lib/schedules.ts";
 import { assertClose } from "../lib/testing.ts";
 import { TINY_NCSNPP } from "./reference/tiny_networks.ts";
-import { TOY_MLP, toyPoints } from "./toy_data.ts";
+import { TOY_MLP, toyPoints, toyTrainConfig } from "./toy_data.ts";
 import { parseFlags } from "../lib/cli.ts";
-import {
-  applyOverrides,
-  checkResumeFlags,
-  preset,
-  type TrainConfig,
-  validateConfig,
-} from "../lib/train/config.ts";
+import { applyOverrides, checkResumeFlags, preset, validateConfig } from "../lib/train/config.ts";
 import { listCheckpoints, runTraining, writeSamples } from "../lib/train/run.ts";
 import { emaUpdate, lossAndGrads, metricOf, planStep } from "../lib/train/step.ts";
 import { NonFiniteLossError, Trainer } from "../lib/train/trainer.ts";
 
 await tf.setBackend("cpu");
 
-/** A small config on 2-D points with every loop value set for tests. */
-function toyConfig(extra: Partial<TrainConfig> = {}): TrainConfig {
-  return {
-    ...preset("toy2d"),
-    model: { ...TOY_MLP },
-    totalIters: 400,
-    batch: 8,
-    optimizer: { ...preset("toy2d").optimizer, lr: 1e-3 },
-    emaDecay: 0.9,
-    checkpointEvery: 5,
-    keepCheckpoints: 2,
-    sampleEvery: 0,
-    logEvery: 1,
-    ...extra,
-  };
-}
+const toyConfig = toyTrainConfig;
 
 async function tempDir() {
   return await Deno.makeTempDir({ prefix: "ict-train-test-" });

@@ -4,27 +4,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
+import { on, randn } from "./backend_helpers.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 import { cachedFilterBytes, convCache } from "../lib/wasm_conv_cache.ts";
 import { outputsAndGrads, tinyCases } from "./reference/tiny_networks.ts";
 
 registerWasmTrainingKernels(); // what initBackend registers on wasm: the budgeted Conv2D / FusedConv2D with it
-
-function randn(shape: number[], seed: number): tf.Tensor {
-  const r = Rng.seeded(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal()), shape);
-}
-
-/** f on `backend` with tensors made there from the same seeds; every output read back to the host. */
-async function on(backend: string, f: () => tf.Tensor[]): Promise<Float32Array[]> {
-  assert.ok(await tf.setBackend(backend), `could not switch to ${backend}`);
-  const outs = tf.tidy(f);
-  const data = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose(outs);
-  return data;
-}
 
 async function withBudget<T>(bytes: number, f: () => Promise<T>): Promise<T> {
   const saved = convCache.budgetBytes;

@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { Rng } from "../lib/rng.ts";
 import { assertClose } from "../lib/testing.ts";
+import { on, randn } from "./backend_helpers.ts";
 import {
   conv2dFilterGradient,
   conv2dFilterGradientByConv,
@@ -20,20 +20,6 @@ import { firDownsample, firUpsample, GroupNorm } from "../lib/nn/layers.ts";
 import { Scope } from "../lib/nn/params.ts";
 
 registerWasmTrainingKernels();
-
-function randn(shape: number[], seed: number): tf.Tensor {
-  const r = Rng.seeded(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal()), shape);
-}
-
-/** f on `backend` with tensors made there from the same seeds; every output read back to the host. */
-async function on(backend: string, f: () => tf.Tensor[]): Promise<Float32Array[]> {
-  assert.ok(await tf.setBackend(backend), `could not switch to ${backend}`);
-  const outs = tf.tidy(f);
-  const data = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose(outs);
-  return data;
-}
 
 /** L = Σ g(inputs)·R: its gradient on wasm against a Richardson-extrapolated central difference along a random direction. */
 async function gradCheckWasm(
