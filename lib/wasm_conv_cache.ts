@@ -11,6 +11,7 @@
 // the backend's own kernel either way, so results are bit-identical; a copied filter costs its copy and packing
 // on every call (about 1 ms per MB here: ~1 s per forward pass of the full-size ADM, of ~16 s).
 import * as tf from "@tensorflow/tfjs";
+import { replaceOwnKernel } from "./wasm_kernels.ts";
 
 /** The budget, and what the wrapped kernels did (for tests and benchmarks). */
 export const convCache = {
@@ -72,26 +73,18 @@ export function registerWasmConvCache(): void {
   if (registered) return;
   registered = true;
   for (const name of ["Conv2D", "FusedConv2D"]) {
-    const own = tf.getKernel(name, "wasm");
-    if (!own) throw new Error(`wasm has no ${name} kernel to wrap`);
-    tf.unregisterKernel(name, "wasm");
-    tf.registerKernel({
-      kernelName: name,
-      backendName: "wasm",
-      setupFunc: own.setupFunc, // binds the own kernel's wasm function when the backend starts
-      kernelFunc: (args) => {
-        const filter = (args.inputs as Record<string, tf.TensorInfo>).filter;
-        if (filter.dtype !== "float32" || admit(filter)) return own.kernelFunc(args);
-        const be = args.backend as unknown as WasmBackendLike;
-        const copy = be.makeOutput([...filter.shape], "float32");
-        be.typedArrayFromHeap(copy).set(be.typedArrayFromHeap(filter)); // after makeOutput: the heap may grow
-        convCache.copies++;
-        try {
-          return own.kernelFunc({ ...args, inputs: { ...args.inputs, filter: copy } });
-        } finally {
-          be.disposeData(copy.dataId); // and with it the operator and its packed weights
-        }
-      },
+    replaceOwnKernel(name, "wasm", (args, own) => {
+      const filter = (args.inputs as Record<string, tf.TensorInfo>).filter;
+      if (filter.dtype !== "float32" || admit(filter)) return own.kernelFunc(args);
+      const be = args.backend as unknown as WasmBackendLike;
+      const copy = be.makeOutput([...filter.shape], "float32");
+      be.typedArrayFromHeap(copy).set(be.typedArrayFromHeap(filter)); // after makeOutput: the heap may grow
+      convCache.copies++;
+      try {
+        return own.kernelFunc({ ...args, inputs: { ...args.inputs, filter: copy } });
+      } finally {
+        be.disposeData(copy.dataId); // and with it the operator and its packed weights
+      }
     });
   }
 }

@@ -450,52 +450,64 @@ function matMulRowMacs(b: readonly number[]): number {
 }
 
 /**
+ * Replace `backend`'s own kernel `name` by `kernelFunc`, which is handed the own kernel to fall back on. The
+ * own setupFunc stays: it binds the own kernel's wasm function when the backend starts.
+ */
+export function replaceOwnKernel(
+  name: string,
+  backend: string,
+  kernelFunc: (args: Parameters<tf.KernelFunc>[0], own: tf.KernelConfig) => ReturnType<tf.KernelFunc>,
+): void {
+  const own = tf.getKernel(name, backend);
+  if (!own) throw new Error(`${backend} has no ${name} kernel to replace`);
+  tf.unregisterKernel(name, backend);
+  tf.registerKernel({
+    kernelName: name,
+    backendName: backend,
+    setupFunc: own.setupFunc,
+    kernelFunc: (args) => kernelFunc(args, own),
+  });
+}
+
+/**
  * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products (SMALL_MATMUL_ROW_MACS) and other
  * dtypes go to the backend's own kernel.
  */
 function registerBatchMatMul(backend: string): void {
-  const own = tf.getKernel("BatchMatMul", backend);
-  if (!own) throw new Error(`${backend} has no BatchMatMul kernel to replace`);
-  tf.unregisterKernel("BatchMatMul", backend);
-  tf.registerKernel({
-    kernelName: "BatchMatMul",
-    backendName: backend,
-    setupFunc: own.setupFunc, // binds the own kernel's wasm function when the backend starts
-    kernelFunc: (args) => {
-      const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
-      if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
-      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-      if (fastPaths.smallMatMul && matMulRowMacs(b.shape) <= SMALL_MATMUL_ROW_MACS) {
-        const batchOf = (t: tf.Tensor) => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
-        const [ba, bb] = [batchOf(a), batchOf(b)];
-        if (backend !== "wasm" || !(ba === bb || ba === 1 || bb === 1)) return own.kernelFunc(args);
-        const be = args.backend as unknown as HeapBackend;
-        const batchShape = tf.backend_util.assertAndGetBroadcastShape(
-          a.shape.slice(0, -2),
-          b.shape.slice(0, -2),
-        );
-        const m = a.shape[a.rank - (transposeA ? 1 : 2)];
-        const n = b.shape[b.rank - (transposeB ? 2 : 1)];
-        const out = be.makeOutput([...batchShape, m, n], "float32");
-        matMulSmall(
-          be.typedArrayFromHeap(a),
-          be.typedArrayFromHeap(b),
-          {
-            batch: Math.max(ba, bb),
-            aBatch: ba,
-            bBatch: bb,
-            m,
-            k: a.shape[a.rank - (transposeA ? 2 : 1)],
-            n,
-          },
-          transposeA,
-          transposeB,
-          be.typedArrayFromHeap(out),
-        );
-        return out;
-      }
-      return batchMatMulByConv(a, b, transposeA, transposeB);
-    },
+  replaceOwnKernel("BatchMatMul", backend, (args, own) => {
+    const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
+    if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    if (fastPaths.smallMatMul && matMulRowMacs(b.shape) <= SMALL_MATMUL_ROW_MACS) {
+      const batchOf = (t: tf.Tensor) => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
+      const [ba, bb] = [batchOf(a), batchOf(b)];
+      if (backend !== "wasm" || !(ba === bb || ba === 1 || bb === 1)) return own.kernelFunc(args);
+      const be = args.backend as unknown as HeapBackend;
+      const batchShape = tf.backend_util.assertAndGetBroadcastShape(
+        a.shape.slice(0, -2),
+        b.shape.slice(0, -2),
+      );
+      const m = a.shape[a.rank - (transposeA ? 1 : 2)];
+      const n = b.shape[b.rank - (transposeB ? 2 : 1)];
+      const out = be.makeOutput([...batchShape, m, n], "float32");
+      matMulSmall(
+        be.typedArrayFromHeap(a),
+        be.typedArrayFromHeap(b),
+        {
+          batch: Math.max(ba, bb),
+          aBatch: ba,
+          bBatch: bb,
+          m,
+          k: a.shape[a.rank - (transposeA ? 2 : 1)],
+          n,
+        },
+        transposeA,
+        transposeB,
+        be.typedArrayFromHeap(out),
+      );
+      return out;
+    }
+    return batchMatMulByConv(a, b, transposeA, transposeB);
   });
 }
 
@@ -506,18 +518,10 @@ function registerBatchMatMul(backend: string): void {
  * ncsnpp-small-32). Multiply is a plain loop. Other dtypes, or fastPaths.square off, go to the own kernel.
  */
 function registerSquare(backend: string): void {
-  const own = tf.getKernel("Square", backend);
-  if (!own) throw new Error(`${backend} has no Square kernel to replace`);
-  tf.unregisterKernel("Square", backend);
-  tf.registerKernel({
-    kernelName: "Square",
-    backendName: backend,
-    setupFunc: own.setupFunc, // binds the own kernel's wasm function when the backend starts
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.Tensor };
-      if (x.dtype !== "float32" || !fastPaths.square) return own.kernelFunc(args);
-      return tf.mul(x, x);
-    },
+  replaceOwnKernel("Square", backend, (args, own) => {
+    const { x } = args.inputs as { x: tf.Tensor };
+    if (x.dtype !== "float32" || !fastPaths.square) return own.kernelFunc(args);
+    return tf.mul(x, x);
   });
 }
 
@@ -528,19 +532,11 @@ function registerSquare(backend: string): void {
  * last tensor is disposed. fastPaths.identity off: the own kernel (a copy).
  */
 function registerIdentity(): void {
-  const own = tf.getKernel("Identity", "wasm");
-  if (!own) throw new Error("wasm has no Identity kernel to replace");
-  tf.unregisterKernel("Identity", "wasm");
-  tf.registerKernel({
-    kernelName: "Identity",
-    backendName: "wasm",
-    setupFunc: own.setupFunc,
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      if (x.dtype === "string" || !fastPaths.identity) return own.kernelFunc(args);
-      (args.backend as unknown as { incRef(id: unknown): void }).incRef(x.dataId);
-      return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
-    },
+  replaceOwnKernel("Identity", "wasm", (args, own) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype === "string" || !fastPaths.identity) return own.kernelFunc(args);
+    (args.backend as unknown as { incRef(id: unknown): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
   });
 }
 
@@ -608,38 +604,30 @@ export function broadcastBinary(
  */
 function registerSmallBroadcast(): void {
   for (const name of BINARY) {
-    const own = tf.getKernel(name, "wasm");
-    if (!own) throw new Error(`wasm has no ${name} kernel to replace`);
-    tf.unregisterKernel(name, "wasm");
-    tf.registerKernel({
-      kernelName: name,
-      backendName: "wasm",
-      setupFunc: own.setupFunc,
-      kernelFunc: (args) => {
-        const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-        if (!fastPaths.smallBroadcast || a.dtype !== "float32" || b.dtype !== "float32") {
-          return own.kernelFunc(args);
-        }
-        const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-        const size = outShape.reduce((p, q) => p * q, 1);
-        const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
-        // A scalar operand (x·0.5) is fast in wasm's own kernels: only true broadcasts come here.
-        const scalar = Math.min(size1(a.shape), size1(b.shape)) === 1;
-        if (same || scalar || size > SMALL_BROADCAST || size === 0) return own.kernelFunc(args);
-        const pad = (s: readonly number[]) => [...new Array(outShape.length - s.length).fill(1), ...s];
-        const be = args.backend as unknown as HeapBackend;
-        const out = be.makeOutput(outShape, "float32");
-        broadcastBinary(
-          name,
-          be.typedArrayFromHeap(a),
-          pad(a.shape),
-          be.typedArrayFromHeap(b),
-          pad(b.shape),
-          outShape,
-          be.typedArrayFromHeap(out),
-        );
-        return out;
-      },
+    replaceOwnKernel(name, "wasm", (args, own) => {
+      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      if (!fastPaths.smallBroadcast || a.dtype !== "float32" || b.dtype !== "float32") {
+        return own.kernelFunc(args);
+      }
+      const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+      const size = outShape.reduce((p, q) => p * q, 1);
+      const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+      // A scalar operand (x·0.5) is fast in wasm's own kernels: only true broadcasts come here.
+      const scalar = Math.min(size1(a.shape), size1(b.shape)) === 1;
+      if (same || scalar || size > SMALL_BROADCAST || size === 0) return own.kernelFunc(args);
+      const pad = (s: readonly number[]) => [...new Array(outShape.length - s.length).fill(1), ...s];
+      const be = args.backend as unknown as HeapBackend;
+      const out = be.makeOutput(outShape, "float32");
+      broadcastBinary(
+        name,
+        be.typedArrayFromHeap(a),
+        pad(a.shape),
+        be.typedArrayFromHeap(b),
+        pad(b.shape),
+        outShape,
+        be.typedArrayFromHeap(out),
+      );
+      return out;
     });
   }
 }
