@@ -48,6 +48,26 @@ export interface FlagSpec {
   help: string;
 }
 
+/** The flags every task that trains, samples or evaluates shares, written once. */
+export const BACKEND_FLAG: FlagSpec = {
+  name: "backend",
+  value: "NAME",
+  help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu",
+};
+/** The run that sample, edit, tune:steps and denoise read. */
+export const RUN_FLAG: FlagSpec = {
+  name: "run",
+  value: "DIR|FILE",
+  help: "a run directory (its newest checkpoint) or a .safetensors file",
+};
+/** Which weights of that run. */
+export const WEIGHTS_FLAG: FlagSpec = {
+  name: "weights",
+  value: "ema|params",
+  default: "ema",
+  help: "the student's EMA or the online student",
+};
+
 export interface TaskSpec {
   /** The command line(s) the help starts with, e.g. "deno task sample --run DIR [--n N]". */
   usage: string;

@@ -7,7 +7,7 @@ import { initBackend } from "../lib/backend.ts";
 import { ablationFile, DEFAULT_SETTINGS, FIGURES, parseFigures, summaryRows } from "../lib/ablation.ts";
 import { writeFileAtomic } from "../lib/io/fs.ts";
 import { Logger } from "../lib/log.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask } from "../lib/cli.ts";
 
 await runTask(async () => {
   const args = parseTaskFlags({
@@ -27,7 +27,7 @@ await runTask(async () => {
       { name: "steps", value: "N", default: String(DEFAULT_SETTINGS.steps), help: "training steps per run" },
       { name: "eval-n", value: "N", default: String(DEFAULT_SETTINGS.evalN), help: "samples scored per run" },
       { name: "out", value: "FILE", help: "the JSON to write (default runs/ablations/figure-ID.json)" },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
     ],
     notes: "The toy MLP trains fastest on one wasm thread: ICT_WASM_THREADS defaults to 1 here.",
   });

@@ -2,11 +2,11 @@
 // a conv2d forward and forward+gradient (each gradient costs one conv's FLOPs) at a training-like shape.
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
-import { parseTaskFlags } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags } from "../lib/cli.ts";
 
 parseTaskFlags({
   usage: "deno task backend [--backend NAME]",
-  flags: [{ name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" }],
+  flags: [BACKEND_FLAG],
 }); // initBackend reads --backend itself
 
 const choice = await initBackend();

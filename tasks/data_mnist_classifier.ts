@@ -5,7 +5,7 @@
 // Does nothing if the file is there (--force trains again). `deno task fid --features mnist` then uses it.
 // MNIST-FD is a CPU-sized proxy for 28×28 samples, NOT comparable to FID.
 import { initBackend } from "../lib/backend.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask } from "../lib/cli.ts";
 import { formatDuration, Logger } from "../lib/log.ts";
 import {
   CLASSIFIER_DATASETS,
@@ -25,7 +25,7 @@ await runTask(async () => {
       { name: "force", help: "train again even if the file is there" },
       { name: "epochs", value: "E", default: String(CLASSIFIER_TRAINING.epochs), help: "training epochs" },
       { name: "limit", value: "N", help: "train on the first N images only" },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
     ],
   });
   const values = { ...args.values, force: args.flag("force") } as Record<string, string> & { force: boolean };

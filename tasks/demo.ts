@@ -20,7 +20,7 @@ import { sampleAll, samplingSchedule } from "../lib/sampling.ts";
 import { applyOverrides, preset } from "../lib/train/config.ts";
 import { runTraining } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask } from "../lib/cli.ts";
 
 await runTask(async () => {
   /**
@@ -46,7 +46,7 @@ await runTask(async () => {
         help: "the preset: toy2d (minutes on a CPU) or mnist",
       },
       { name: "run", value: "DIR", help: "the run directory, emptied first (default runs/demo-<preset>)" },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
       {
         name: "eval-n",
         value: "N",

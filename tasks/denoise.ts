@@ -6,7 +6,7 @@
 // openai/consistency_models' KarrasDenoiser.denoise). One σ for all images, or one per image; the same for
 // classes of class-conditional models.
 import { initBackend } from "../lib/backend.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, RUN_FLAG, runTask, WEIGHTS_FLAG } from "../lib/cli.ts";
 import { readNpz, writeNpz } from "../lib/io/npz.ts";
 import { Logger } from "../lib/log.ts";
 import { denoiseImages, nchwToNhwc, nhwcToNchw } from "../lib/openai_cm.ts";
@@ -18,11 +18,7 @@ await runTask(async () => {
     usage: "deno task denoise --run DIR|FILE.safetensors --input x.npz --sigma S[,S…] [--class C[,C…]] " +
       "--out y.npz [--array NAME] [--layout nhwc|nchw] [--weights ema|params] [--batch B] [--backend NAME]",
     flags: [
-      {
-        name: "run",
-        value: "DIR|FILE",
-        help: "a run directory (its newest checkpoint) or a .safetensors file",
-      },
+      RUN_FLAG,
       {
         name: "input",
         value: "x.npz",
@@ -41,14 +37,9 @@ await runTask(async () => {
       },
       { name: "out", value: "y.npz", help: "where to write f_θ(x, σ) (as arr_0, in the input's layout)" },
       { name: "layout", value: "nhwc|nchw", default: "nhwc", help: "the axes of the images" },
-      {
-        name: "weights",
-        value: "ema|params",
-        default: "ema",
-        help: "the student's EMA or the online student",
-      },
+      WEIGHTS_FLAG,
       { name: "batch", value: "B", default: "16", help: "images per network call" },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
     ],
   });
   const v = args.values;

@@ -8,7 +8,7 @@
 // images: keep it out of git. interpolate writes interpolate.png (row b: the path between noise pair b).
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
-import { checkStop, parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, checkStop, parseTaskFlags, RUN_FLAG, runTask, WEIGHTS_FLAG } from "../lib/cli.ts";
 import { loadDataset } from "../lib/data/index.ts";
 import {
   blockMeans,
@@ -46,11 +46,7 @@ await runTask(async () => {
       "[--ts T1,T2,…] [--data-dir DIR] [--split test|train] [--first I] [--mask KIND] [--patch P] [--alphas K] " +
       "[--seed S] [--out DIR] [--weights ema|params] [--backend NAME]",
     flags: [
-      {
-        name: "run",
-        value: "DIR|FILE",
-        help: "a run directory (its newest checkpoint) or a .safetensors file",
-      },
+      RUN_FLAG,
       { name: "task", value: "NAME", help: `one of ${TASKS.join(", ")}` },
       { name: "n", value: "N", default: "8", help: "images to edit (interpolate: noise pairs)" },
       {
@@ -67,13 +63,8 @@ await runTask(async () => {
       { name: "alphas", value: "K", default: "8", help: "interpolate: points on each path, ends included" },
       { name: "seed", value: "S", default: "0", help: "the noise seed" },
       { name: "out", value: "DIR", help: "where to write (default RUN/edits/TASK)" },
-      {
-        name: "weights",
-        value: "ema|params",
-        default: "ema",
-        help: "the student's EMA or the online student",
-      },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      WEIGHTS_FLAG,
+      BACKEND_FLAG,
     ],
   });
   const v = args.values;

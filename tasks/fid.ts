@@ -11,7 +11,7 @@
 // `--pr`: improved precision and recall (Kynkäänniemi et al. 2019, k = 3) on the same features; `fid:ref --pr`
 // keeps the reference features themselves (float32 [N, dim], 8 KiB an image at 2048-d) in the .npz for it.
 import { initBackend, runsOnCpu } from "../lib/backend.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask } from "../lib/cli.ts";
 import { type DataConfig, DATASET_NAMES } from "../lib/data/index.ts";
 import { writeFileAtomic } from "../lib/io/fs.ts";
 import { readNpz } from "../lib/io/npz.ts";
@@ -63,7 +63,7 @@ await runTask(async () => {
       { name: "weights", value: "real|standin", default: "real", help: "standin: NOT an FID, for tests" },
       { name: "classifier", value: "FILE", help: "the MNIST-FD classifier file" },
       { name: "batch", value: "B", default: "50", help: "images per network call" },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
     ],
   });
   const mode = args.positionals.mode;

@@ -15,7 +15,7 @@ import {
   formatBytes,
   initBackend,
 } from "../lib/backend.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask } from "../lib/cli.ts";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
 import { preset } from "../lib/train/config.ts";
@@ -165,7 +165,7 @@ await runTask(async () => {
   const args = parseTaskFlags({
     usage: USAGE.replace(/^usage: /, ""),
     flags: [
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
       { name: "quick", help: "the correctness checks only, no step timing" },
       { name: "json", help: "one JSON object on stdout (human lines on stderr)" },
       {

@@ -4,7 +4,7 @@
 // parameters and the gradient; a training run also holds the EMA and Adam's two moments, which the plan adds.
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
-import { parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask } from "../lib/cli.ts";
 import { buildNetwork, modelConfig } from "../lib/models/index.ts";
 import { numel } from "../lib/nn/params.ts";
 import { allocateModel, timeIctStep } from "../lib/step_timing.ts";
@@ -14,7 +14,7 @@ await runTask(async () => {
   const args = parseTaskFlags({
     usage: `deno task plan:calibrate [--backend NAME] [--runs '[["ncsnpp-small-32",[1,2,4,8]]]']`,
     flags: [
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
       {
         name: "runs",
         value: "JSON",

@@ -12,18 +12,14 @@ import { sampleMany, samplingSchedule } from "../lib/sampling.ts";
 import { concat } from "../lib/arrays.ts";
 import { latestCheckpoint } from "../lib/train/run.ts";
 import { loadForSampling } from "../lib/train/trainer.ts";
-import { checkStop, parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, checkStop, parseTaskFlags, RUN_FLAG, runTask, WEIGHTS_FLAG } from "../lib/cli.ts";
 
 await runTask(async () => {
   const args = parseTaskFlags({
     usage: "deno task sample --run DIR|FILE.safetensors [--steps 1|2|n | --taus 80,0.821] [--n N] " +
       "[--out DIR|FILE.npz] [--batch B] [--seed S] [--class C] [--weights ema|params] [--backend NAME]",
     flags: [
-      {
-        name: "run",
-        value: "DIR|FILE",
-        help: "a run directory (its newest checkpoint) or a .safetensors file",
-      },
+      RUN_FLAG,
       { name: "steps", value: "N", default: "1", help: "sampling steps (CM Algorithm 1)" },
       { name: "taus", value: "T1,T2,…", help: "the noise levels instead of --steps" },
       { name: "n", value: "N", default: "64", help: "samples" },
@@ -31,13 +27,8 @@ await runTask(async () => {
       { name: "batch", value: "B", default: "64", help: "samples per network call" },
       { name: "seed", value: "S", default: "0", help: "the noise seed" },
       { name: "class", value: "C", help: "class-conditional models: this class for all samples" },
-      {
-        name: "weights",
-        value: "ema|params",
-        default: "ema",
-        help: "the student's EMA or the online student",
-      },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      WEIGHTS_FLAG,
+      BACKEND_FLAG,
     ],
   });
   const values = args.values as Record<string, string> & { taus?: string; out?: string; class?: string };

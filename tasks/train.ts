@@ -25,7 +25,7 @@ import {
 } from "../lib/train/config.ts";
 import { latestCheckpoint, runTraining } from "../lib/train/run.ts";
 import { communicatorFor, rankEnvironment } from "../lib/distributed/mpi.ts";
-import { parseTaskFlags, runTask, type TaskSpec } from "../lib/cli.ts";
+import { BACKEND_FLAG, parseTaskFlags, runTask, type TaskSpec } from "../lib/cli.ts";
 
 const TRAIN_SPEC: TaskSpec = {
   usage:
@@ -49,7 +49,7 @@ const TRAIN_SPEC: TaskSpec = {
         "student and EMA start there, fresh optimizer, step 0; the network must be the source's",
     },
     { name: "init-weights", value: "ema|params", default: "ema", help: "with --init: which of its weights" },
-    { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+    BACKEND_FLAG,
     { name: "memory-gib", value: "G", help: "the memory the plan may use" },
     { name: "plan", help: "print the memory plan and exit" },
     { name: "json", help: "with --plan: one JSON line" },

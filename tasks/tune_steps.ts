@@ -9,7 +9,7 @@
 // their score beside the run's default schedule, and the `deno task sample --taus …` that uses them.
 import { concat } from "../lib/arrays.ts";
 import { initBackend } from "../lib/backend.ts";
-import { checkStop, parseTaskFlags, runTask } from "../lib/cli.ts";
+import { BACKEND_FLAG, checkStop, parseTaskFlags, RUN_FLAG, runTask, WEIGHTS_FLAG } from "../lib/cli.ts";
 import { loadDataset } from "../lib/data/index.ts";
 import { writeFileAtomic } from "../lib/io/fs.ts";
 import { Logger } from "../lib/log.ts";
@@ -37,11 +37,7 @@ await runTask(async () => {
       "[--metric auto|energy|sliced-w1|fid|fid-standin|mnist-fd] [--lo σ] [--hi σ] [--seed S] [--batch B] " +
       "[--data-dir DIR] [--weights ema|params] [--out FILE.json] [--backend NAME]",
     flags: [
-      {
-        name: "run",
-        value: "DIR|FILE",
-        help: "a run directory (its newest checkpoint) or a .safetensors file",
-      },
+      RUN_FLAG,
       { name: "steps", value: "N", default: "2", help: "sampling steps to tune (>= 2): τ_2 … τ_N, greedily" },
       { name: "n", value: "N", default: "1000", help: "samples per scored schedule (and held-out samples)" },
       { name: "iterations", value: "I", default: "10", help: "ternary iterations per σ (2 schedules each)" },
@@ -57,14 +53,9 @@ await runTask(async () => {
       { name: "seed", value: "S", default: "0", help: "the sampling noise (the same for every schedule)" },
       { name: "batch", value: "B", default: "250", help: "samples per network call" },
       { name: "data-dir", value: "DIR", help: "where the run's held-out data lives (default: the run's)" },
-      {
-        name: "weights",
-        value: "ema|params",
-        default: "ema",
-        help: "the student's EMA or the online student",
-      },
+      WEIGHTS_FLAG,
       { name: "out", value: "FILE.json", help: "the record (default RUN/tune-steps-Nstep.json)" },
-      { name: "backend", value: "NAME", help: "TF.js backend: auto, tensorflow, webgpu, wasm, cpu" },
+      BACKEND_FLAG,
     ],
   });
   const v = args.values;
