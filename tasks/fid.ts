@@ -157,17 +157,19 @@ await runTask(async () => {
   const ref = values.ref.endsWith(".npz")
     ? values.ref
     : refPath((await datasetSource(dataConfig(values.ref), "train")).name, undefined, id);
+  // The fid:ref command that writes this reference (with `extra` flags).
+  const refCommand = (extra: string) =>
+    `deno task fid:ref --data ${values.ref}${extra}` +
+    `${values["data-dir"] ? ` --data-dir ${values["data-dir"]}` : ""}` +
+    `${features !== "inception" ? ` --features ${features}` : ""}` +
+    `${features === "inception" && values.weights === "standin" ? " --weights standin" : ""}`;
   if (!(await Deno.stat(ref).catch(() => null))) {
     throw new Error(
-      `reference statistics ${ref} not found: compute them with \`deno task fid:ref --data ${values.ref}` +
-        `${values["data-dir"] ? ` --data-dir ${values["data-dir"]}` : ""}` +
-        `${features !== "inception" ? ` --features ${features}` : ""}` +
-        `${features === "inception" && values.weights === "standin" ? " --weights standin" : ""}` +
-        `\` or pass --ref FILE.npz`,
+      `reference statistics ${ref} not found: compute them with \`${refCommand("")}\` or pass --ref FILE.npz`,
     );
   }
-  const refBytes = await Deno.readFile(ref);
-  const refStats = loadStats(refBytes, ref);
+  const refArrays = readNpz(await Deno.readFile(ref), ref); // read once: the statistics and, for --pr, the features
+  const refStats = loadStats(refArrays, ref);
   if (refStats.dim !== net.dim) {
     throw new Error(
       `${ref} holds ${refStats.dim}-dimensional statistics; ${net.metric} features have ${net.dim}`,
@@ -183,15 +185,12 @@ await runTask(async () => {
   // Checked before any image is scored: the reference features that precision/recall need.
   const refFeatures = values.pr
     ? referenceFeatures(
-      readNpz(refBytes, ref),
+      refArrays,
       net.dim,
       ref,
       values.ref.endsWith(".npz")
         ? "re-run the `deno task fid:ref` that wrote it with --pr added"
-        : `re-run \`deno task fid:ref --data ${values.ref} --pr` +
-          `${values["data-dir"] ? ` --data-dir ${values["data-dir"]}` : ""}` +
-          `${features !== "inception" ? ` --features ${features}` : ""}` +
-          `${features === "inception" && values.weights === "standin" ? " --weights standin" : ""}\``,
+        : `re-run \`${refCommand(" --pr")}\``,
     )
     : undefined;
   log.info(`${net.metric} of ${source.name} (${source.count} images) against ${ref}`);

@@ -1,7 +1,7 @@
 // The statistics half of FID and Inception Score, in float64 on the host, matching the standard evaluators:
 // pytorch-fid's calculate_frechet_distance (also used by the ADM evaluator) and improved-gan's IS.
 // Features and logits come from a network elsewhere; this file sees only flat row-major [N, dim] arrays.
-import { readNpz, writeNpz } from "../io/npz.ts";
+import { type NpyArray, readNpz, writeNpz } from "../io/npz.ts";
 import {
   checkShape,
   choleskyFactor,
@@ -371,13 +371,13 @@ export async function saveStats(
 }
 
 /**
- * Read `mu` and `sigma` from an .npz (a path, or its bytes) in pytorch-fid's layout; other members (the ADM
- * evaluator's reference batches also hold mu_s, sigma_s, arr_0) are ignored. float32 is widened to float64.
- * Errors say which key is missing or which shape, dtype or value is wrong.
+ * Read `mu` and `sigma` from an .npz (a path, its bytes, or its arrays as readNpz gave them) in pytorch-fid's
+ * layout; other members (the ADM evaluator's reference batches also hold mu_s, sigma_s, arr_0) are ignored.
+ * float32 is widened to float64. Errors say which key is missing or which shape, dtype or value is wrong.
  */
-export function loadStats(source: string | Uint8Array, name?: string): FidStats {
+export function loadStats(source: string | Uint8Array | Map<string, NpyArray>, name?: string): FidStats {
   name ??= typeof source === "string" ? source : "stats npz";
-  const arrays = readNpz(source, name);
+  const arrays = source instanceof Map ? source : readNpz(source, name);
   const get = (key: string) => {
     const arr = arrays.get(key);
     if (!arr) {
