@@ -2,6 +2,8 @@
 // same kernels replace slower ones on cpu (filter gradient) and webgpu (both gradients).
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmConvCache } from "./wasm_conv_cache.ts";
+import { heapOffset } from "./simd/heap.ts";
+import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
 
 /**
  * The kit's speed-ups that keep their older path, switchable for A/B timing in one process
@@ -28,6 +30,8 @@ export const fastPaths = {
   groupNormShift: true,
   /** Small broadcast Add, Sub, Multiply, RealDiv by one JavaScript loop instead of a threaded XNNPACK op. */
   smallBroadcast: true,
+  /** The kit's SIMD128 kernels (lib/simd/) instead of JavaScript loops on the wasm heap. */
+  simd: true,
 };
 export type FastPath = keyof typeof fastPaths;
 
@@ -697,6 +701,7 @@ export function registerWasmTrainingKernels(): void {
   registerIdentity();
   registerSmallBroadcast();
   registerOptimizerKernels();
+  registerEma();
   registerGroupNorm();
   registerFir();
   registerFlipFilter();
@@ -1240,6 +1245,10 @@ export function registerOptimizerKernels(): void {
         const io = hostAccess(backend, be);
         const { p, m, v, g } = inputs as Record<string, tf.TensorInfo>;
         const outs = [io.output([...p.shape]), io.output([...p.shape]), io.output([...p.shape])];
+        if (simdOn(backend)) {
+          adamUpdateSimd(be, [p, m, v, g], outs, attrs as unknown as AdamUpdateAttrs);
+          return outs;
+        }
         // Views after every allocation: a growing wasm heap replaces its buffer.
         const [po, mo, vo] = outs.map(io.view);
         adamUpdate(
@@ -1261,12 +1270,97 @@ export function registerOptimizerKernels(): void {
       kernelFunc: ({ inputs, backend: be }) => {
         const io = hostAccess(backend, be);
         const out = io.output([]);
-        const total = sumOfSquares(Object.values(inputs as Record<string, tf.TensorInfo>).map(io.view));
+        const xs = Object.values(inputs as Record<string, tf.TensorInfo>);
+        const total = simdOn(backend)
+          ? xs.reduce((sum, x) => sum + optimizerSimd(be).sumsq(heapOffset(be, x), size1(x.shape)), 0)
+          : sumOfSquares(xs.map(io.view));
         io.view(out)[0] = total;
         return out;
       },
     });
   }
+}
+
+/** Does `backend` run the kit's SIMD128 kernels (wasm, with fastPaths.simd on)? */
+function simdOn(backend: string): boolean {
+  return backend === "wasm" && fastPaths.simd;
+}
+
+/** adamUpdate by lib/simd/optimizer.wat on the wasm heap: the same float32 operations, four lanes at a time. */
+function adamUpdateSimd(
+  be: unknown,
+  [p, m, v, g]: tf.TensorInfo[],
+  [po, mo, vo]: tf.TensorInfo[],
+  a: AdamUpdateAttrs,
+): void {
+  const f = Math.fround;
+  const at = (t: tf.TensorInfo) => heapOffset(be, t);
+  const flags = (a.weightDecay !== 0 ? ADAM_DECAY : 0) | (a.adaptive ? ADAM_ADAPTIVE : 0) |
+    (a.adam ? ADAM_ADAM : 0);
+  optimizerSimd(be).adam(
+    at(p),
+    at(m),
+    at(v),
+    at(g),
+    at(po),
+    at(mo),
+    at(vo),
+    size1(p.shape),
+    a.beta1,
+    a.beta2,
+    f(1 - a.beta1),
+    f(1 - a.beta2),
+    a.weightDecay,
+    a.eps,
+    a.stepSize,
+    a.sqrtBc2,
+    flags,
+  );
+}
+
+/**
+ * Does the fused optimizer kernel update a tensor of `size` elements on the current backend? Always with the
+ * SIMD kernel (wasm); the JavaScript loop only up to `maxJsSize` (past that wasm's element-wise ops are
+ * faster: 56M parameters of ncsnpp-cifar10 took 1.74 s by the loop, 0.57 s by ~12 ops per tensor, and
+ * 0.1 s by the SIMD kernel).
+ */
+export function fusedAdamCovers(size: number, maxJsSize: number): boolean {
+  return hasFusedAdam() && (size <= maxJsSize || simdOn(tf.getBackend()));
+}
+
+const EMA_UPDATE = "IctEmaUpdate";
+
+/**
+ * target·decay + source·(1 − decay) as one SIMD pass on wasm (fastPaths.simd), else as TF.js ops; the same
+ * float32 operations either way (bit-identical).
+ */
+export function emaOf(target: tf.Tensor, source: tf.Tensor, decay: number): tf.Tensor {
+  if (simdOn(tf.getBackend()) && target.dtype === "float32" && source.dtype === "float32") {
+    return tf.engine().runKernel(EMA_UPDATE, { target, source }, { decay }) as tf.Tensor;
+  }
+  return tf.add(tf.mul(target, decay), tf.mul(source, 1 - decay));
+}
+
+function registerEma(): void {
+  tf.registerKernel({
+    kernelName: EMA_UPDATE,
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend: be, attrs }) => {
+      const { target, source } = inputs as Record<string, tf.TensorInfo>;
+      const { decay } = attrs as unknown as { decay: number };
+      const out = (be as HeapBackend).makeOutput([...target.shape], "float32");
+      const at = (t: tf.TensorInfo) => heapOffset(be, t);
+      optimizerSimd(be).ema(
+        at(target),
+        at(source),
+        at(out),
+        size1(target.shape),
+        decay,
+        Math.fround(1 - decay),
+      );
+      return out;
+    },
+  });
 }
 
 /** Is the fused optimizer kernel there for the current backend (and fastPaths.optimizer on)? */

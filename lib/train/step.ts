@@ -22,7 +22,7 @@ import {
 import type { Shard } from "../data/dataset.ts";
 import type { SampleBatch, SigmaBatch, SigmaGrid } from "../types.ts";
 import { microBatchOf, type TrainConfig } from "./config.ts";
-import { sumOfSquaresOf } from "../wasm_kernels.ts";
+import { emaOf, sumOfSquaresOf } from "../wasm_kernels.ts";
 
 /** Everything random about step k, drawn on the host. */
 export interface StepPlan {
@@ -231,7 +231,7 @@ export function emaUpdate(target: Params, source: Params, decay: number): void {
       if (!(t instanceof tf.Variable)) continue;
       const s = source.get(name);
       if (!s) throw new Error(`EMA: parameter ${name} is missing from the source`);
-      t.assign(tf.add(tf.mul(t, decay), tf.mul(s, 1 - decay)));
+      t.assign(emaOf(t, s, decay));
     }
   });
 }
