@@ -7,49 +7,50 @@
 (module
   (import "env" "memory" (memory 1 65536 shared))
 
-  ;; e^u in four lanes: u = n·ln2 + t with n = round(u/ln2) (by adding 1.5·2²³, whose float32 has no
-  ;; fraction bits left) and |t| ≤ ln2/2 (ln2 in two parts, Cody–Waite, so n·ln2_hi is exact); e^t by Cephes'
-  ;; expf polynomial (within ~1 ulp); 2ⁿ as 2^h·2^(n−h), h = floor(n/2), each a normal float built in the
-  ;; exponent bits, so the product overflows to +inf above ln(FLT_MAX) ≈ 88.72 and rounds to 0 (through the
-  ;; subnormals) below ≈ −103.3. u is first clamped to [−105, 89], where e^u is already 0 and +inf; NaN stays
-  ;; NaN. The constants are read from the table $c (written by $constants): V8 builds a v128.const from
-  ;; immediates, several instructions each, every time it is used.
-  (func $exp (param $u v128) (param $c i32) (result v128)
-    (local $z v128) (local $n v128) (local $t v128) (local $p v128) (local $k v128) (local $h v128)
-    (local.set $u (f32x4.pmin (f32x4.pmax (local.get $u) (v128.load offset=16 (local.get $c)))
+  ;; e^(−v) in four lanes, for σ(v) = 1/(1 + e^(−v)): with u = −v, u = n·ln2 + t with n = round(u/ln2) (by
+  ;; adding 1.5·2²³, whose float32 has no fraction bits left) and |t| ≤ ln2/2 (ln2 in two parts, Cody–Waite,
+  ;; so n·ln2_hi is exact); e^t by Cephes' expf polynomial (within ~1 ulp); 2ⁿ as 2^h·2^(n−h), h = floor(n/2),
+  ;; each a normal float built in the exponent bits, so the product overflows to +inf above ln(FLT_MAX) ≈ 88.72
+  ;; and rounds to 0 (through the subnormals) below ≈ −103.3. u is first clamped to [−105, 89], where e^u is
+  ;; already 0 and +inf; NaN stays NaN. The constants are read from the table at $c ($constants): V8 builds a
+  ;; v128.const from immediates, several instructions each, every time it is used (SiLU 10% slower so).
+  (func $expNeg (param $v v128) (param $c i32) (result v128)
+    (local $z v128) (local $n v128) (local $t v128) (local $t2 v128) (local $p v128) (local $k v128) (local $h v128)
+    (local.set $v (f32x4.pmin (f32x4.pmax (local.get $v) (v128.load offset=16 (local.get $c)))
       (v128.load offset=32 (local.get $c))))
-    (local.set $z (f32x4.add (f32x4.mul (local.get $u) (v128.load offset=48 (local.get $c)))
+    (local.set $z (f32x4.add (f32x4.mul (local.get $v) (v128.load offset=48 (local.get $c)))
       (v128.load offset=64 (local.get $c))))
     (local.set $n (f32x4.sub (local.get $z) (v128.load offset=64 (local.get $c))))
     (local.set $k (i32x4.sub (local.get $z) (v128.load offset=64 (local.get $c))))
     (local.set $t (f32x4.sub
-      (f32x4.sub (local.get $u) (f32x4.mul (local.get $n) (v128.load offset=80 (local.get $c))))
+      (f32x4.sub (f32x4.mul (local.get $n) (v128.load offset=80 (local.get $c))) (local.get $v))
       (f32x4.mul (local.get $n) (v128.load offset=96 (local.get $c)))))
-    ;; p(t) = 1 + t + t²·q(t), q(t) = (c₂ + c₃t) + t²·((c₄ + c₅t) + t²·(c₆ + c₇t)) (Estrin's scheme: a
+    ;; p(t) = (1 + t) + t²·q(t), q(t) = (c₂ + c₃t) + t²·((c₄ + c₅t) + t²·(c₆ + c₇t)) (Estrin's scheme: a
     ;; shorter chain of dependent operations than Horner's, so more lanes are in flight).
-    (local.set $p (f32x4.mul (local.get $t) (local.get $t)))
+    (local.set $t2 (f32x4.mul (local.get $t) (local.get $t)))
     (local.set $p (f32x4.add
-      (f32x4.add (v128.load offset=192 (local.get $c)) (f32x4.mul (v128.load offset=176 (local.get $c)) (local.get $t)))
-      (f32x4.mul (local.get $p) (f32x4.add
-        (f32x4.add (v128.load offset=160 (local.get $c)) (f32x4.mul (v128.load offset=144 (local.get $c)) (local.get $t)))
-        (f32x4.mul (local.get $p) (f32x4.add (v128.load offset=128 (local.get $c))
-          (f32x4.mul (v128.load offset=112 (local.get $c)) (local.get $t))))))))
-    (local.set $p (f32x4.add (f32x4.add (f32x4.mul (f32x4.mul (local.get $p) (local.get $t)) (local.get $t))
-      (local.get $t)) (v128.load (local.get $c))))
+      (f32x4.add (v128.load (local.get $c)) (local.get $t))
+      (f32x4.mul (local.get $t2) (f32x4.add
+        (f32x4.add (v128.load offset=192 (local.get $c)) (f32x4.mul (v128.load offset=176 (local.get $c)) (local.get $t)))
+        (f32x4.mul (local.get $t2) (f32x4.add
+          (f32x4.add (v128.load offset=160 (local.get $c)) (f32x4.mul (v128.load offset=144 (local.get $c)) (local.get $t)))
+          (f32x4.mul (local.get $t2) (f32x4.add (v128.load offset=128 (local.get $c))
+            (f32x4.mul (v128.load offset=112 (local.get $c)) (local.get $t))))))))))
     ;; 2^h has the bits h·2²³ + bits(1.0).
     (local.set $h (i32x4.shr_s (local.get $k) (i32.const 1)))
     (f32x4.mul
       (f32x4.mul (local.get $p) (i32x4.add (i32x4.shl (local.get $h) (i32.const 23)) (v128.load (local.get $c))))
       (i32x4.add (i32x4.shl (i32x4.sub (local.get $k) (local.get $h)) (i32.const 23)) (v128.load (local.get $c)))))
 
-  ;; $exp's table at $c, 208 bytes: 1, the clamp, log2(e), 1.5·2²³, ln2 in two parts, c₇ … c₂.
+  ;; $expNeg's table at $c, 208 bytes: 1, the clamp of v, −log2(e), 1.5·2²³, −ln2_hi, ln2_lo, c₇ … c₂.
   (func $constants (param $c i32)
     (v128.store (local.get $c) (v128.const f32x4 1 1 1 1))
-    (v128.store offset=16 (local.get $c) (v128.const f32x4 -105 -105 -105 -105))
-    (v128.store offset=32 (local.get $c) (v128.const f32x4 89 89 89 89))
-    (v128.store offset=48 (local.get $c) (v128.const f32x4 1.44269504 1.44269504 1.44269504 1.44269504))
+    (v128.store offset=16 (local.get $c) (v128.const f32x4 -89 -89 -89 -89))
+    (v128.store offset=32 (local.get $c) (v128.const f32x4 105 105 105 105))
+    (v128.store offset=48 (local.get $c) (v128.const f32x4 -1.44269504 -1.44269504 -1.44269504 -1.44269504))
     (v128.store offset=64 (local.get $c) (v128.const f32x4 12582912 12582912 12582912 12582912))
-    (v128.store offset=80 (local.get $c) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))
+    (v128.store offset=80 (local.get $c)
+      (v128.const f32x4 -0.693359375 -0.693359375 -0.693359375 -0.693359375))
     (v128.store offset=96 (local.get $c)
       (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))
     (v128.store offset=112 (local.get $c)
@@ -80,7 +81,7 @@
   ;;   y = act((x − μ₃₂)·s + b) with s = γ·r and b = β − (μ − μ₃₂)·s, per channel in float32: μ₃₂ is μ
   ;;   rounded, so x − μ₃₂ is exact for x near μ and an input with a large mean keeps its small spread (the
   ;;   JavaScript kernel's x·s + (β − μ·s) loses it to rounding); act is SiLU, v/(1 + e^(−v)), or identity.
-  ;; $work: 208 + 28·C bytes, 16-byte aligned: $exp's table, then per four channels 64 bytes of sums (Σx of
+  ;; $work: 208 + 28·C bytes, 16-byte aligned: $expNeg's table, then per four channels 64 bytes of sums (Σx of
   ;; channels 0–1, 2–3, then Σx² likewise), then 16·C bytes on, 48 bytes of parameters per four channels (μ₃₂,
   ;; s, b).
   (func (export "forward")
@@ -216,14 +217,22 @@
               (local.set $v (f32x4.add
                 (f32x4.mul (f32x4.sub (local.get $v) (v128.load (local.get $a))) (v128.load offset=16 (local.get $a)))
                 (v128.load offset=32 (local.get $a))))
-              (if (local.get $silu)
-                (then (local.set $v (f32x4.div (local.get $v)
-                  (f32x4.add (v128.load (local.get $tab)) (call $exp (f32x4.neg (local.get $v)) (local.get $tab)))))))
               (v128.store (i32.add (i32.add (local.get $px) (local.get $k)) (local.get $yo)) (local.get $v))
               (local.set $k (i32.add (local.get $k) (i32.const 16)))
               (br_if $lanes (i32.lt_u (local.get $k) (local.get $cb))))
             (local.set $px (i32.add (local.get $px) (local.get $cb)))
             (br $pixel)))
+        ;; SiLU, in place: a pass of its own (a branch on $silu in the loop above slowed it by ~15%).
+        (if (local.get $silu)
+          (then
+            (local.set $px (i32.add (local.get $x) (local.get $yo)))
+            (local.set $o (i32.add (local.get $end) (local.get $yo)))
+            (loop $lanes
+              (local.set $v (v128.load (local.get $px)))
+              (v128.store (local.get $px) (f32x4.div (local.get $v)
+                (f32x4.add (v128.load (local.get $tab)) (call $expNeg (local.get $v) (local.get $tab)))))
+              (local.set $px (i32.add (local.get $px) (i32.const 16)))
+              (br_if $lanes (i32.lt_u (local.get $px) (local.get $o))))))
         (local.set $x (local.get $end))
         (local.set $shift (i32.add (local.get $shift) (local.get $cb)))
         (local.set $batch (i32.sub (local.get $batch) (i32.const 1)))
@@ -234,7 +243,7 @@
   ;;   (float64), summed over the batch into dβ, dγ;
   ;;   per group: m₁ = Σ_c γ_c·Σdn_c / n, m₂ = Σ_c γ_c·Σ(dn·x̂)_c / n (float64, then float32);
   ;;   pass 2: dx = r·(γ·dn − m₁ − x̂·m₂); with SHIFT, dshift[b, c] = Σ_pixels dx (float64).
-  ;; $work: 208 + 56·C bytes, 16-byte aligned: $exp's table, then per four channels 64 bytes of this image's
+  ;; $work: 208 + 56·C bytes, 16-byte aligned: $expNeg's table, then per four channels 64 bytes of this image's
   ;; sums (Σdn of channels 0–1, 2–3, then Σdn·x̂), 16·C bytes on the same summed over the batch, 32·C bytes
   ;; on Σdx (8 bytes a channel), 40·C bytes on 64 bytes of parameters per four channels (μ, r, m₁, m₂).
   (func (export "backward")
@@ -308,7 +317,7 @@
                     (v128.load (i32.add (local.get $beta) (local.get $k)))))
                   (local.set $one (v128.load (local.get $tab)))
                   (local.set $e (f32x4.div (local.get $one)
-                    (f32x4.add (local.get $one) (call $exp (f32x4.neg (local.get $v)) (local.get $tab)))))
+                    (f32x4.add (local.get $one) (call $expNeg (local.get $v) (local.get $tab)))))
                   (local.set $d (f32x4.mul (local.get $d) (f32x4.mul (local.get $e) (f32x4.add (local.get $one)
                     (f32x4.mul (local.get $v) (f32x4.sub (local.get $one) (local.get $e)))))))))
               (v128.store (i32.add (local.get $o) (local.get $dxo)) (local.get $d))
