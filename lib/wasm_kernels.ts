@@ -2,7 +2,10 @@
 // same kernels replace slower ones on cpu (filter gradient) and webgpu (both gradients).
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmConvCache } from "./wasm_conv_cache.ts";
+import { groupNormBackwardSimd, groupNormForwardSimd } from "./simd/groupnorm.ts";
+import { flipFilterSimd, im2colTransposedSimd } from "./simd/layout.ts";
 import { heapOffset } from "./simd/heap.ts";
+import { inputGradientByGemm, inputGradientByGemmApplies, registerCol2im } from "./simd/col2im.ts";
 import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
 
 /**
@@ -32,6 +35,8 @@ export const fastPaths = {
   smallBroadcast: true,
   /** The kit's SIMD128 kernels (lib/simd/) instead of JavaScript loops on the wasm heap. */
   simd: true,
+  /** The stride-1 conv input gradient as W·dyᵀ and a col2im instead of a convolution with the flipped filter. */
+  inputGemm: true,
 };
 export type FastPath = keyof typeof fastPaths;
 
@@ -183,7 +188,9 @@ function registerIm2col(backend: string): void {
       if (backend === "wasm") {
         const hb = be as unknown as HeapBackend;
         const out = hb.makeOutput(shape, "float32");
-        im2colTransposed(hb.typedArrayFromHeap(x), x.shape, a, hb.typedArrayFromHeap(out));
+        if (!im2colTransposedSimd(be, x, a, out)) {
+          im2colTransposed(hb.typedArrayFromHeap(x), x.shape, a, hb.typedArrayFromHeap(out));
+        }
         return out;
       }
       // Host-memory backends (cpu): read the input, write a new array.
@@ -248,7 +255,9 @@ function registerFlipFilter(): void {
       const { filter } = inputs as Record<string, tf.TensorInfo>;
       const [kh, kw, ci, co] = filter.shape;
       const out = be.makeOutput([kh, kw, co, ci], "float32");
-      flipFilterInto(be.typedArrayFromHeap(filter), filter.shape, be.typedArrayFromHeap(out));
+      if (!flipFilterSimd(be, filter, out)) {
+        flipFilterInto(be.typedArrayFromHeap(filter), filter.shape, be.typedArrayFromHeap(out));
+      }
       return out;
     },
   });
@@ -280,6 +289,9 @@ export function conv2dInputGradient(
   const [kh, kw] = [info.filterHeight, info.filterWidth];
   const [sh, sw] = [info.strideHeight, info.strideWidth];
   const [oh, ow, co] = [dy.shape[1], dy.shape[2], dy.shape[3]];
+  if (fastPaths.inputGemm && inputGradientByGemmApplies(b * oh * ow, filter.shape, [sh, sw])) {
+    return inputGradientByGemm(dy, filter, inputShape, info.padInfo);
+  }
   return tf.tidy(() => {
     let d: tf.Tensor4D = dy;
     if (sh > 1 || sw > 1) {
@@ -693,6 +705,7 @@ export function registerWasmTrainingKernels(): void {
   if (registered) return;
   registered = true;
   registerInputGradient("wasm");
+  registerCol2im();
   registerFilterGradient("wasm");
   registerIm2col("cpu"); // a new kernel only: cpu keeps its own conv gradients unless registerCpuTrainingKernels
   registerBatchMatMul("wasm");
@@ -723,12 +736,14 @@ export function registerWebgpuTrainingKernels(): void {
   registerFilterGradient("webgpu");
 }
 
-// ---- GroupNorm (+ SiLU), one pass each way, in JavaScript on the wasm heap ------------------------------
+// ---- GroupNorm (+ SiLU), one kernel each way, on the wasm heap -------------------------------------------
 //
 // GroupNorm then SiLU as TF.js ops is ~10 small kernels forward and ~25 backward (moments, broadcasts,
 // sigmoid, their gradients), each a separate single-threaded pass with broadcasting. Here: one kernel computes
 // y = act(γ·(x − μ)·r + β) and the group statistics (μ, r = 1/√(σ² + ε), sums in float64), one computes
-// dx, dγ, dβ from them. NHWC, groups of C/G consecutive channels.
+// dx, dγ, dβ from them. NHWC, groups of C/G consecutive channels. The arithmetic is SIMD128
+// (lib/simd/groupnorm.wat) where C is a multiple of 4, else the JavaScript loops below (the reference the SIMD
+// kernels are tested against).
 
 /** What a kernel needs of the wasm backend: outputs on its heap and views of tensors there. */
 interface HeapBackend {
@@ -921,7 +936,10 @@ export function groupNormBackward(
 const GN_FORWARD = "IctGroupNorm";
 const GN_BACKWARD = "IctGroupNormGrad";
 
-/** Register the GroupNorm kernels on wasm (their arithmetic is plain JavaScript over the heap). */
+/**
+ * Register the GroupNorm kernels on wasm: their arithmetic is SIMD128 (lib/simd/groupnorm.ts) where C is a
+ * multiple of 4, plain JavaScript over the heap otherwise (or with fastPaths.simd off).
+ */
 function registerGroupNorm(): void {
   tf.registerKernel({
     kernelName: GN_FORWARD,
@@ -936,6 +954,10 @@ function registerGroupNorm(): void {
         be.makeOutput(stats, "float32"),
         be.makeOutput(stats, "float32"),
       ];
+      const [yInfo, meanInfo, rstdInfo] = outs;
+      const simdIns = { x, gamma, beta, shift };
+      const simdOuts = { y: yInfo, mean: meanInfo, rstd: rstdInfo };
+      if (fastPaths.simd && groupNormForwardSimd(backend, simdIns, a, simdOuts)) return outs;
       // Views after every allocation: a growing heap replaces its buffer.
       const [y, mean, rstd] = outs.map((t) => be.typedArrayFromHeap(t));
       const view = (t: tf.TensorInfo) => be.typedArrayFromHeap(t);
@@ -956,6 +978,10 @@ function registerGroupNorm(): void {
         be.makeOutput([...gamma.shape], "float32"),
         ...(shift ? [be.makeOutput([...shift.shape], "float32")] : []),
       ];
+      const [dxInfo, dgInfo, dbInfo, dsInfo] = outs;
+      const simdIns = { dy, x, gamma, beta, mean, rstd, shift };
+      const simdOuts = { dx: dxInfo, dgamma: dgInfo, dbeta: dbInfo, dshift: dsInfo };
+      if (fastPaths.simd && groupNormBackwardSimd(backend, simdIns, a, simdOuts)) return outs;
       const [dx, dgamma, dbeta, dshift] = outs.map((t) => be.typedArrayFromHeap(t));
       const view = (t: tf.TensorInfo) => be.typedArrayFromHeap(t);
       groupNormBackward(
