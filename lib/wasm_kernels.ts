@@ -3,7 +3,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmConvCache } from "./wasm_conv_cache.ts";
 import { groupNormBackwardSimd, groupNormForwardSimd } from "./simd/groupnorm.ts";
-import { flipFilterSimd, im2colTransposedSimd } from "./simd/layout.ts";
+import { flipFilterSimd, im2colTransposedSimd, type Im2colWindows } from "./simd/layout.ts";
 import { heapOffset } from "./simd/heap.ts";
 import { inputGradientByGemm, inputGradientByGemmApplies, registerCol2im } from "./simd/col2im.ts";
 import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
@@ -72,7 +72,7 @@ export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, attrs: Con
   const [b, oh, ow, co] = dy.shape;
   const ci = x.shape[3];
   const n = b * oh * ow;
-  const im2col: Im2colAttrs = {
+  const im2col: Im2colWindows = {
     kh,
     kw,
     sh: info.strideHeight,
@@ -125,18 +125,6 @@ export function conv2dFilterGradientByConv(x: tf.Tensor4D, dy: tf.Tensor4D, attr
   });
 }
 
-interface Im2colAttrs {
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  /** Zeros above and left of x (TF.js's padInfo; below and right follow from oh, ow). */
-  top: number;
-  left: number;
-  oh: number;
-  ow: number;
-}
-
 /**
  * Pᵀ[(i, j, c), (b, oh, ow)] = x[b, oh·sh + i − top, ow·sw + j − left, c], 0 outside x. Written in tiles of 32
  * columns, so reads take whole channel rows and writes run along Pᵀ's rows.
@@ -144,7 +132,7 @@ interface Im2colAttrs {
 export function im2colTransposed(
   x: Float32Array,
   [b, h, w, ci]: readonly number[],
-  a: Im2colAttrs,
+  a: Im2colWindows,
   out: Float32Array,
 ) {
   const n = b * a.oh * a.ow;
@@ -183,7 +171,7 @@ function registerIm2col(backend: string): void {
     backendName: backend,
     kernelFunc: ({ inputs, backend: be, attrs }) => {
       const { x } = inputs as Record<string, tf.TensorInfo>;
-      const a = attrs as unknown as Im2colAttrs;
+      const a = attrs as unknown as Im2colWindows;
       const shape = [a.kh * a.kw * x.shape[3], x.shape[0] * a.oh * a.ow];
       if (backend === "wasm") {
         const hb = be as unknown as HeapBackend;
