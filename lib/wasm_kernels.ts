@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { registerWasmConvCache } from "./wasm_conv_cache.ts";
 import { groupNormBackwardSimd, groupNormForwardSimd } from "./simd/groupnorm.ts";
 import { flipFilterSimd, im2colTransposedSimd, type Im2colWindows } from "./simd/layout.ts";
+import { firResampleSimd } from "./simd/fir.ts";
 import { heapOffset } from "./simd/heap.ts";
 import { inputGradientByGemm, inputGradientByGemmApplies, registerCol2im } from "./simd/col2im.ts";
 import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
@@ -1043,7 +1044,7 @@ export function fusedGroupNorm(
   return (shift ? f(x, gamma, beta, shift) : f(x, gamma, beta)) as tf.Tensor4D;
 }
 
-// ---- FIR resampling by 2, direct, in JavaScript on the wasm heap -----------------------------------------
+// ---- FIR resampling by 2, direct, on the wasm heap (SIMD128 where C is a multiple of 4) -------------------
 //
 // Downsampling with the separable filter f⊗f, stride 2 and `pad` zeros each side, and its adjoint (which, with
 // 2f per axis, is EDM's upsampling conv_transpose2d(x, 4·f⊗f, stride 2, padding ⌊(T−1)/2⌋)). As TF.js ops each
@@ -1112,6 +1113,11 @@ function registerFir(): void {
         const [b, , , c] = x.shape;
         const [h, w] = a.size;
         const out = be.makeOutput(adjoint ? [b, h, w, c] : [b, firLow(h, a), firLow(w, a), c], "float32");
+        if (fastPaths.simd) {
+          be.typedArrayFromHeap(out).fill(0);
+          const [hi, lo] = adjoint ? [out, x] : [x, out];
+          if (firResampleSimd(backend, hi, lo, a.taps, a.pad, adjoint)) return out;
+        }
         const [xv, ov] = [be.typedArrayFromHeap(x), be.typedArrayFromHeap(out)];
         if (adjoint) firResample(ov, xv, [b, h, w, c], a, true);
         else firResample(xv, ov, [b, h, w, c], a, false);

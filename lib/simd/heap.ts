@@ -74,3 +74,8 @@ export function withScratch<T>(backend: unknown, bytes: number, f: (ptr: number)
     wasm._free(ptr);
   }
 }
+
+/** A float32 view of `n` floats at byte offset `ptr` of the heap (take it after the last allocation: growth replaces the buffer). */
+export function heapFloats(backend: unknown, ptr: number, n: number): Float32Array {
+  return new Float32Array(memoryOf(backend as WasmHeapBackend).buffer, ptr, n);
+}
