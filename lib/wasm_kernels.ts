@@ -6,6 +6,7 @@ import { groupNormBackwardSimd, groupNormForwardSimd } from "./simd/groupnorm.ts
 import { flipFilterSimd, im2colTransposedSimd, type Im2colWindows } from "./simd/layout.ts";
 import { firResampleSimd } from "./simd/fir.ts";
 import { heapOffset } from "./simd/heap.ts";
+import { columnSumSimd } from "./simd/reduce.ts";
 import { inputGradientByGemm, inputGradientByGemmApplies, registerCol2im } from "./simd/col2im.ts";
 import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
 
@@ -531,6 +532,30 @@ function registerSquare(backend: string): void {
 }
 
 /**
+ * wasm's Sum over every axis but the last (a bias gradient) as one column-sum pass (lib/simd/reduce.wat); the
+ * own kernel, which transposes such inputs first, for every other reduction.
+ */
+function registerColumnSum(): void {
+  replaceOwnKernel("Sum", "wasm", (args, own) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+    const r = x.shape.length;
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
+    const leading = r >= 2 && axes.length === r - 1 && axes.every((a, i) => a === i);
+    if (!fastPaths.simd || x.dtype !== "float32" || !leading || size1(x.shape) === 0) {
+      return own.kernelFunc(args);
+    }
+    const c = x.shape[r - 1];
+    const out = (args.backend as unknown as HeapBackend).makeOutput(
+      keepDims ? [...x.shape.slice(0, -1).map(() => 1), c] : [c],
+      "float32",
+    );
+    columnSumSimd(args.backend, x, size1(x.shape) / c, out);
+    return out;
+  });
+}
+
+/**
  * wasm's Identity shares the input's data (as cpu's does; wasm's Reshape does the same) instead of copying it:
  * the engine clones every tensor it saves for the backward pass (1155 copies in a step of ncsnpp-small-32).
  * Tensors are immutable and the backend counts references per data id, so a shared buffer lives until its
@@ -699,6 +724,7 @@ export function registerWasmTrainingKernels(): void {
   registerIm2col("cpu"); // a new kernel only: cpu keeps its own conv gradients unless registerCpuTrainingKernels
   registerBatchMatMul("wasm");
   registerSquare("wasm");
+  registerColumnSum();
   registerSplit();
   registerIdentity();
   registerSmallBroadcast();
