@@ -12,7 +12,13 @@
 // modulo 2^24 (limb by limb: low bits flow up), and adds the square of the high limb into the low one (high
 // bits flow down, nonlinearly). Every round is a bijection of the state, so the elements of one sample never
 // collide. Three rounds leave no correlation above noise (|r| < 0.003 over 0.5M values at lags 1 … 8192).
+//
+// On wasm (with fastPaths.simd) the hash, the comparison and the scale are one SIMD128 pass on the heap
+// (lib/simd/dropout.ts), and Dropout.apply multiplies x in the same pass, its gradient the same kernel on dy:
+// per layer of [1, 32, 32, 256] on 2 threads, mask + apply 4.4 → 0.40 ms, with the backward pass 6.6 → 2.2 ms.
 import * as tf from "@tensorflow/tfjs";
+import { fastPaths } from "../wasm_kernels.ts";
+import { DROPOUT, DROPOUT_MASK, type DropoutAttrs, registerDropout } from "../simd/dropout.ts";
 import type { ForwardContext, Scope } from "./params.ts";
 
 const LIMB = 4096; // 2^12
@@ -56,13 +62,19 @@ function mod12(v: tf.Tensor): tf.Tensor {
   return tf.mod(v, LIMB);
 }
 
-/** Element indices 0 … D−1 of one sample, per backend and size (made once, then kept). */
-const counters = new Map<string, tf.Tensor>();
-function counterOf(sampleShape: readonly number[]): tf.Tensor {
-  const d = sampleShape.reduce((a, b) => a * b, 1);
+/** The elements per sample of `sample` (a shape less its batch axis); more than 2^24 is an error. */
+function elementsPerSample(sample: readonly number[]): number {
+  const d = sample.reduce((a, b) => a * b, 1);
   if (d > MAX_MASK_ELEMENTS) {
     throw new Error(`dropout over ${d} elements per sample: at most 2^24 are supported`);
   }
+  return d;
+}
+
+/** Element indices 0 … D−1 of one sample, per backend and size (made once, then kept). */
+const counters = new Map<string, tf.Tensor>();
+function counterOf(sampleShape: readonly number[]): tf.Tensor {
+  const d = elementsPerSample(sampleShape);
   const id = `${tf.getBackend()}:${sampleShape.join("x")}`;
   let c = counters.get(id);
   if (!c || c.isDisposed) {
@@ -119,10 +131,7 @@ function hashUniformDevice(shape: readonly number[], stepSeed: number, layerId: 
 /** The same hash, term for term, on 32-bit integers (exact: every value is an integer below 2^25). */
 function hashUniformHost(shape: readonly number[], stepSeed: number, layerId: number, offset: number) {
   const [count, ...sample] = shape;
-  const d = sample.reduce((a, b) => a * b, 1);
-  if (d > MAX_MASK_ELEMENTS) {
-    throw new Error(`dropout over ${d} elements per sample: at most 2^24 are supported`);
-  }
+  const d = elementsPerSample(sample);
   const keys = maskKeys(stepSeed, layerId, offset, count);
   const out = new Float32Array(count * d);
   const [[a1r0, a0r0], [a1r1, a0r1], [a1r2, a0r2]] = MULTIPLIERS; // three rounds, unrolled
@@ -146,6 +155,27 @@ function hashUniformHost(shape: readonly number[], stepSeed: number, layerId: nu
 }
 
 /**
+ * The SIMD kernels' attributes (lib/simd/dropout.ts) for a batch of `shape`, or null where they do not apply
+ * (not wasm, fastPaths.simd off, a scalar, a rate outside [0, 1)). Registers the kernels on first use.
+ */
+function simdAttrs(
+  shape: readonly number[],
+  rate: number,
+  stepSeed: number,
+  layerId: number,
+  offset: number,
+): DropoutAttrs | null {
+  if (!fastPaths.simd || tf.getBackend() !== "wasm" || shape.length === 0 || !(rate >= 0 && rate < 1)) {
+    return null;
+  }
+  registerDropout();
+  const [count, ...sample] = shape;
+  elementsPerSample(sample);
+  const k = maskKeys(stepSeed, layerId, offset, count);
+  return { rate, keys: Array.from({ length: 4 * count }, (_, j) => k[j & 3][j >> 2]) };
+}
+
+/**
  * The dropout mask of one layer for samples offset … offset+count−1: keep with probability 1 − rate, scaled by
  * 1/(1 − rate). A function of its arguments only, so a pass over any slice of the batch sees the same values.
  */
@@ -156,6 +186,11 @@ export function dropoutMask(
   layerId = 0,
   offset = 0,
 ): tf.Tensor {
+  const simd = simdAttrs(shape, rate, stepSeed, layerId, offset);
+  if (simd) {
+    const attrs = { ...simd, shape: [...shape] } as unknown as tf.NamedAttrMap;
+    return tf.engine().runKernel(DROPOUT_MASK, {}, attrs) as tf.Tensor;
+  }
   return tf.tidy(() => {
     const keep = tf.greaterEqual(hashUniform(shape, stepSeed, layerId, offset), rate);
     return tf.mul(tf.cast(keep, "float32"), 1 / (1 - rate));
@@ -180,6 +215,11 @@ export class Dropout {
         "dropout in training needs ctx.dropoutSeed (one seed per step, shared by student and teacher)",
       );
     }
-    return tf.mul(x, dropoutMask(x.shape, this.rate, ctx.dropoutSeed, this.id, ctx.sampleOffset ?? 0));
+    const offset = ctx.sampleOffset ?? 0;
+    const simd = x.dtype === "float32"
+      ? simdAttrs(x.shape, this.rate, ctx.dropoutSeed, this.id, offset)
+      : null;
+    if (simd) return tf.engine().runKernel(DROPOUT, { x }, simd as unknown as tf.NamedAttrMap) as tf.Tensor;
+    return tf.mul(x, dropoutMask(x.shape, this.rate, ctx.dropoutSeed, this.id, offset));
   }
 }
