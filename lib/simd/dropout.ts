@@ -2,7 +2,9 @@
 // and scale in one pass that writes float32 straight into the output tensor, instead of a JavaScript loop into a
 // Float32Array, its upload (tf.tensor), GreaterEqual, Cast and a Mul. IctDropoutMask makes the mask m;
 // IctDropout makes x·m in the same pass, and its gradient is itself applied to dy (dropout is a diagonal linear
-// map), so no mask is kept for the backward pass.
+// map), so neither the mask nor x is kept for the backward pass. Against the mask kernel and tf.mul (whose
+// gradient keeps both), per [1, 32, 32, 256] layer on 2 threads: the teacher's forward 0.39 vs 0.51 ms, the
+// student's forward + backward 0.82 vs 0.80 ms (the hash again instead of a threaded Mul).
 import * as tf from "@tensorflow/tfjs";
 import { heapOffset, simdModule, withScratch } from "./heap.ts";
 import { WASM } from "./dropout.wasm.ts";
