@@ -5,10 +5,12 @@ import { registerWasmConvCache } from "./wasm_conv_cache.ts";
 import { groupNormBackwardSimd, groupNormForwardSimd } from "./simd/groupnorm.ts";
 import { flipFilterSimd, im2colTransposedSimd, type Im2colWindows } from "./simd/layout.ts";
 import { firResampleSimd } from "./simd/fir.ts";
+import { registerDropout } from "./simd/dropout.ts";
 import { heapOffset } from "./simd/heap.ts";
 import { columnSumSimd } from "./simd/reduce.ts";
 import { inputGradientByGemm, inputGradientByGemmApplies, registerCol2im } from "./simd/col2im.ts";
 import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
+import { matMulSimd, SIMD_MATMUL_MAX_ROWS, SIMD_MATMUL_ROW_MACS } from "./simd/matmul.ts";
 
 /**
  * The kit's speed-ups that keep their older path, switchable for A/B timing in one process
@@ -29,6 +31,8 @@ export const fastPaths = {
   convPad: true,
   /** Small matrix products by one JavaScript kernel instead of a threaded convolution per batch entry. */
   smallMatMul: true,
+  /** Products of ≤ 128 rows up to K·N = 768·1536 by SIMD128 (lib/simd/matmul.ts), not JavaScript up to 8192. */
+  simdMatMul: true,
   /** wasm's Identity (the engine's copy of every tensor saved for the backward pass) shares the data. */
   identity: true,
   /** The residual block's embedding added inside the GroupNorm kernels instead of a broadcast Add before. */
@@ -476,15 +480,24 @@ export function replaceOwnKernel(
 }
 
 /**
- * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products (SMALL_MATMUL_ROW_MACS) and other
- * dtypes go to the backend's own kernel.
+ * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products go to the SIMD128 kernel on wasm
+ * (SIMD_MATMUL_ROW_MACS, fastPaths.simdMatMul), else to the JavaScript one (SMALL_MATMUL_ROW_MACS) on wasm and
+ * the backend's own kernel elsewhere; other dtypes go to the own kernel.
  */
 function registerBatchMatMul(backend: string): void {
   replaceOwnKernel("BatchMatMul", backend, (args, own) => {
     const { a, b } = args.inputs as { a: tf.Tensor; b: tf.Tensor };
     if (a.dtype !== "float32" || b.dtype !== "float32") return own.kernelFunc(args);
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-    if (fastPaths.smallMatMul && matMulRowMacs(b.shape) <= SMALL_MATMUL_ROW_MACS) {
+    const rowMacs = matMulRowMacs(b.shape);
+    const m = a.shape[a.rank - (transposeA ? 1 : 2)];
+    // SIMD on wasm (XNNPACK's bits, so choosing by M too keeps rows batch-invariant); else the JavaScript kernel
+    // (float64 sums), chosen by K·N only.
+    const simd = backend === "wasm" && fastPaths.simdMatMul;
+    const small = simd
+      ? rowMacs <= SIMD_MATMUL_ROW_MACS && m <= SIMD_MATMUL_MAX_ROWS
+      : rowMacs <= SMALL_MATMUL_ROW_MACS;
+    if (fastPaths.smallMatMul && small) {
       const batchOf = (t: tf.Tensor) => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
       const [ba, bb] = [batchOf(a), batchOf(b)];
       if (backend !== "wasm" || !(ba === bb || ba === 1 || bb === 1)) return own.kernelFunc(args);
@@ -493,24 +506,21 @@ function registerBatchMatMul(backend: string): void {
         a.shape.slice(0, -2),
         b.shape.slice(0, -2),
       );
-      const m = a.shape[a.rank - (transposeA ? 1 : 2)];
       const n = b.shape[b.rank - (transposeB ? 2 : 1)];
       const out = be.makeOutput([...batchShape, m, n], "float32");
-      matMulSmall(
-        be.typedArrayFromHeap(a),
-        be.typedArrayFromHeap(b),
-        {
-          batch: Math.max(ba, bb),
-          aBatch: ba,
-          bBatch: bb,
-          m,
-          k: a.shape[a.rank - (transposeA ? 2 : 1)],
-          n,
-        },
-        transposeA,
-        transposeB,
-        be.typedArrayFromHeap(out),
-      );
+      const d = {
+        batch: Math.max(ba, bb),
+        aBatch: ba,
+        bBatch: bb,
+        m,
+        k: a.shape[a.rank - (transposeA ? 2 : 1)],
+        n,
+      };
+      if (simd) matMulSimd(be, a, b, d, transposeA, transposeB, out);
+      else {
+        const [av, bv] = [be.typedArrayFromHeap(a), be.typedArrayFromHeap(b)];
+        matMulSmall(av, bv, d, transposeA, transposeB, be.typedArrayFromHeap(out));
+      }
       return out;
     }
     return batchMatMulByConv(a, b, transposeA, transposeB);
@@ -725,6 +735,7 @@ export function registerWasmTrainingKernels(): void {
   registerBatchMatMul("wasm");
   registerSquare("wasm");
   registerColumnSum();
+  registerDropout();
   registerSplit();
   registerIdentity();
   registerSmallBroadcast();

@@ -65,7 +65,7 @@ const matmulCases: { a: number[]; b: number[]; ta: boolean; tb: boolean; broadca
 
 for (const c of matmulCases) {
   const label = `a [${c.a}]${c.ta ? "ᵀ" : ""} · b [${c.b}]${c.tb ? "ᵀ" : ""}`;
-  Deno.test(`wasm BatchMatMul (JavaScript kernel, XNNPACK GEMM) = cpu${c.broadcast ? "" : ", with both gradients"}: ${label}`, async () => {
+  Deno.test(`wasm BatchMatMul (small-product kernel, XNNPACK GEMM) = cpu${c.broadcast ? "" : ", with both gradients"}: ${label}`, async () => {
     const run = () => {
       const [a, b] = [randn(c.a, 1), randn(c.b, 2)];
       const f = (x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y, c.ta, c.tb);
@@ -76,7 +76,8 @@ for (const c of matmulCases) {
       return [y, ga, gb];
     };
     const cpu = await on("cpu", run);
-    // These small products go to the JavaScript kernel (fastPaths.smallMatMul); off, to the convolutions.
+    // These small products go to the small-product kernel (fastPaths.smallMatMul: SIMD on wasm, tests/simd_matmul_test.ts
+    // also covers the JavaScript one); off, to the convolutions.
     for (const small of [true, false]) {
       fastPaths.smallMatMul = small;
       try {
@@ -90,7 +91,7 @@ for (const c of matmulCases) {
   });
 }
 
-Deno.test("wasm BatchMatMul gradient = finite differences (attention's shapes), JavaScript kernel and convolutions", async () => {
+Deno.test("wasm BatchMatMul gradient = finite differences (attention's shapes), small-product kernel and convolutions", async () => {
   for (const small of [true, false]) {
     fastPaths.smallMatMul = small;
     try {

@@ -9,9 +9,8 @@ import { heapOffset, simdModule, withScratch } from "./heap.ts";
 import { WASM } from "./matmul.wasm.ts";
 
 /**
- * Products whose output rows cost at most this many multiply-adds (K·N) run here, whatever their number of
- * rows M (BatchMatMul chooses by K·N only: M is the data's batch, lib/wasm_kernels.ts SMALL_MATMUL_ROW_MACS);
- * with XNNPACK's bits, the bound moves time, not values. 768·1536 takes every dense layer of the kit's networks
+ * Products whose output rows cost at most this many multiply-adds (K·N) run here (with XNNPACK's bits, the
+ * bound moves time, not values). 768·1536 takes every dense layer of the kit's networks
  * (the largest: ADM-ImageNet64's 768 → 1536 embedding projections; ncsnpp-cifar10's are at most 512 × 512) and
  * leaves the Inception network's 2048 → 1008 logits (FID batches of hundreds of rows) to XNNPACK. Measured on
  * 2 threads with a new weight each call (training), convolution vs this kernel: [M, 512]·[512, 256] at M = 1
@@ -22,6 +21,13 @@ import { WASM } from "./matmul.wasm.ts";
  * [256, 256]·[256, 256]ᵀ 3.10 vs 1.55 ms, 32×32's [1024, 64]·[64, 1024] 3.7 vs 6.1 ms.
  */
 export const SIMD_MATMUL_ROW_MACS = 768 * 1536;
+
+/**
+ * …and at most this many rows M per product: past it XNNPACK's two threads win (see above; sampling at batch
+ * 256, ADM's 32×32 attention). Choosing by M keeps a sample's result independent of its batch only because the
+ * two paths give the same bits (tests/simd_matmul_test.ts checks that they do).
+ */
+export const SIMD_MATMUL_MAX_ROWS = 128;
 
 /** matmul.wat's exports: pointers are heap byte offsets, strides and sizes in elements. */
 interface MatMulSimd {
