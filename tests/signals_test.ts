@@ -260,8 +260,14 @@ Deno.test("with 2 wasm threads, sample, tune:steps and denoise stop within a few
     assertEquals(r.code, 130, `${script}: ${r.text.slice(-2000)}`);
     assertMatch(r.text, /backend: wasm — 2 thread\(s\)/, script);
     assertMatch(r.text, /stopped \(SIGINT\) before the task finished/, script);
+    // lib/cli.ts promises the signal within SIGNAL_POLL_MS plus one batch: a few batches, or several when they
+    // take tens of ms (denoise's tiny network on the SIMD kernels: 11 in 0.4 s, exit included). The failure
+    // guarded against is ~64 batches late, seconds at least.
     const late = r.afterText.split("\n").filter((l) => l === `phase: ${phase}`).length;
-    assert(late <= 8, `${script}: ${late} batches ran after the signal (${r.afterSignal.toFixed(1)} s)`);
+    assert(
+      late <= 8 || r.afterSignal < 1,
+      `${script}: ${late} batches ran after the signal (${r.afterSignal.toFixed(1)} s)`,
+    );
     assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), before, `${script}: nothing written`);
   }
 });
