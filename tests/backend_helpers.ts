@@ -1,5 +1,5 @@
-// What the kernel tests share: seeded random tensors, and a function run on one backend with its outputs read
-// back to the host (so results of several backends can be compared).
+// What the kernel tests share: seeded random tensors, a function run on one backend with its outputs read back
+// to the host (so results of several backends can be compared), and the gradient check on wasm.
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/rng.ts";
@@ -17,4 +17,35 @@ export async function on(backend: string, f: () => tf.Tensor[]): Promise<Float32
   const data = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
   tf.dispose(outs);
   return data;
+}
+
+/** L = Σ g(inputs)·R: its gradient on wasm against a Richardson-extrapolated central difference along a random direction. */
+export async function gradCheck(
+  name: string,
+  g: (...ts: tf.Tensor[]) => tf.Tensor,
+  shapes: number[][],
+  seed: number,
+) {
+  assert.ok(await tf.setBackend("wasm"));
+  const [analytic, numeric] = tf.tidy(() => {
+    const xs = shapes.map((s, i) => randn(s, seed + i));
+    const r = randn(g(...xs).shape, seed + 100);
+    const loss = (...ts: tf.Tensor[]) => tf.sum(tf.mul(g(...ts), r));
+    const grads = tf.grads(loss)(xs);
+    const dirs = shapes.map((s, i) => randn(s, seed + 200 + i));
+    const along = (eps: number) =>
+      tf.sub(
+        loss(...xs.map((x, i) => tf.add(x, tf.mul(dirs[i], eps)))),
+        loss(...xs.map((x, i) => tf.sub(x, tf.mul(dirs[i], eps)))),
+      ).div(2 * eps);
+    const fd = tf.div(tf.sub(tf.mul(along(1e-2), 4), along(2e-2)), 3);
+    const ad = tf.addN(grads.map((gr, i) => tf.sum(tf.mul(gr, dirs[i]))));
+    return [ad, fd];
+  });
+  const [a, n] = [(await analytic.data())[0], (await numeric.data())[0]];
+  tf.dispose([analytic, numeric]);
+  assert.ok(
+    Math.abs(a - n) <= 2e-3 * Math.max(1, Math.abs(n)),
+    `${name}: autodiff ${a} vs finite difference ${n}`,
+  );
 }

@@ -7,7 +7,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { assertClose } from "../lib/testing.ts";
 import { col2im, type Col2imAttrs, inputGradientByGemmApplies } from "../lib/simd/col2im.ts";
 import { fastPaths, registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
-import { on, randn } from "./backend_helpers.ts";
+import { gradCheck, on, randn } from "./backend_helpers.ts";
 
 registerWasmTrainingKernels();
 
@@ -70,22 +70,7 @@ for (const c of CASES) {
     const cpu = await on("cpu", run);
     const wasm = await on("wasm", run);
     await assertClose(wasm[0], cpu[0], { atol: 1e-4, rtol: 1e-4 });
-    // Along a random direction: the autodiff derivative against a Richardson-extrapolated central difference.
-    assert.ok(await tf.setBackend("wasm"));
-    const [ad, fd] = tf.tidy(() => {
-      const [x, fl] = [randn(c.x, 4), randn(w, 5)];
-      const r = randn(f(x, fl).shape, 6);
-      const dir = randn(c.x, 8);
-      const loss = (a: tf.Tensor) => tf.sum(tf.mul(f(a, fl), r));
-      const along = (eps: number) =>
-        tf.sub(loss(tf.add(x, tf.mul(dir, eps))), loss(tf.sub(x, tf.mul(dir, eps)))).div(2 * eps);
-      const fd = tf.div(tf.sub(tf.mul(along(1e-2), 4), along(2e-2)), 3);
-      return [tf.sum(tf.mul(tf.grad(loss)(x), dir)).dataSync()[0], fd.dataSync()[0]];
-    });
-    assert.ok(
-      Math.abs(ad - fd) <= 2e-3 * Math.max(1, Math.abs(fd)),
-      `autodiff ${ad} vs finite difference ${fd}`,
-    );
+    await gradCheck("conv2d by W·dyᵀ + col2im", f, [c.x, w], 4);
   });
 }
 

@@ -9,7 +9,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { assertClose } from "../lib/testing.ts";
 import { SIMD_MATMUL_ROW_MACS } from "../lib/simd/matmul.ts";
 import { fastPaths, registerWasmTrainingKernels, SMALL_MATMUL_ROW_MACS } from "../lib/wasm_kernels.ts";
-import { on, randn } from "./backend_helpers.ts";
+import { gradCheck, on, randn } from "./backend_helpers.ts";
 
 registerWasmTrainingKernels();
 
@@ -159,25 +159,7 @@ Deno.test("SIMD BatchMatMul gradients = central finite differences (all four tra
       tf.matMul(tf.matMul(tf.matMul(tf.matMul(a, b, false, true), c, true), d, false, true), e, true, true),
       g,
     );
-  assert.ok(await tf.setBackend("wasm"));
-  const [analytic, numeric] = tf.tidy(() => {
-    const xs = shapes.map((s, i) => randn(s, 20 + i));
-    const r = randn(f(xs).shape, 30);
-    const loss = (...ts: tf.Tensor[]) => tf.sum(tf.mul(f(ts), r));
-    const grads = tf.grads(loss)(xs);
-    const dirs = shapes.map((s, i) => randn(s, 40 + i));
-    const along = (eps: number) =>
-      tf.sub(
-        loss(...xs.map((x, i) => tf.add(x, tf.mul(dirs[i], eps)))),
-        loss(...xs.map((x, i) => tf.sub(x, tf.mul(dirs[i], eps)))),
-      ).div(2 * eps);
-    // Richardson: (4·D(h) − D(2h))/3 cancels the h² term of the central difference.
-    const fd = tf.div(tf.sub(tf.mul(along(1e-2), 4), along(2e-2)), 3);
-    return [tf.addN(grads.map((g, i) => tf.sum(tf.mul(g, dirs[i])))), fd];
-  });
-  const [a, n] = [(await analytic.data())[0], (await numeric.data())[0]];
-  tf.dispose([analytic, numeric]);
-  assert.ok(Math.abs(a - n) <= 2e-3 * Math.max(1, Math.abs(n)), `autodiff ${a} vs finite difference ${n}`);
+  await gradCheck("four transposes in one chain", (...ts) => f(ts), shapes, 20);
 });
 
 for (const [ta, tb] of TRANSPOSES) {

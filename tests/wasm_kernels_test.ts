@@ -4,11 +4,13 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { assertClose } from "../lib/testing.ts";
-import { on, randn } from "./backend_helpers.ts";
+import { gradCheck, on, randn } from "./backend_helpers.ts";
+import { firResampleSimd } from "../lib/simd/fir.ts";
 import {
   conv2dFilterGradient,
   conv2dFilterGradientByConv,
   fastPaths,
+  firResample,
   flipFilter,
   hasFusedFir,
   hasFusedGroupNorm,
@@ -20,37 +22,6 @@ import { firDownsample, firUpsample, GroupNorm } from "../lib/nn/layers.ts";
 import { Scope } from "../lib/nn/params.ts";
 
 registerWasmTrainingKernels();
-
-/** L = Σ g(inputs)·R: its gradient on wasm against a Richardson-extrapolated central difference along a random direction. */
-async function gradCheckWasm(
-  name: string,
-  g: (...ts: tf.Tensor[]) => tf.Tensor,
-  shapes: number[][],
-  seed: number,
-) {
-  assert.ok(await tf.setBackend("wasm"));
-  const [analytic, numeric] = tf.tidy(() => {
-    const xs = shapes.map((s, i) => randn(s, seed + i));
-    const r = randn(g(...xs).shape, seed + 100);
-    const loss = (...ts: tf.Tensor[]) => tf.sum(tf.mul(g(...ts), r));
-    const grads = tf.grads(loss)(xs);
-    const dirs = shapes.map((s, i) => randn(s, seed + 200 + i));
-    const along = (eps: number) =>
-      tf.sub(
-        loss(...xs.map((x, i) => tf.add(x, tf.mul(dirs[i], eps)))),
-        loss(...xs.map((x, i) => tf.sub(x, tf.mul(dirs[i], eps)))),
-      ).div(2 * eps);
-    const fd = tf.div(tf.sub(tf.mul(along(1e-2), 4), along(2e-2)), 3);
-    const ad = tf.addN(grads.map((gr, i) => tf.sum(tf.mul(gr, dirs[i]))));
-    return [ad, fd];
-  });
-  const [a, n] = [(await analytic.data())[0], (await numeric.data())[0]];
-  tf.dispose([analytic, numeric]);
-  assert.ok(
-    Math.abs(a - n) <= 2e-3 * Math.max(1, Math.abs(n)),
-    `${name}: autodiff ${a} vs finite difference ${n}`,
-  );
-}
 
 // TF.js's BatchMatMul gradient does not sum over broadcast batch dimensions (on every backend): the broadcast
 // cases compare the product only.
@@ -95,7 +66,7 @@ Deno.test("wasm BatchMatMul gradient = finite differences (attention's shapes), 
   for (const small of [true, false]) {
     fastPaths.smallMatMul = small;
     try {
-      await gradCheckWasm("q·kᵀ then ·v", (q, k, v) => tf.matMul(tf.matMul(q, k, false, true), v), [
+      await gradCheck("q·kᵀ then ·v", (q, k, v) => tf.matMul(tf.matMul(q, k, false, true), v), [
         [2, 1, 6, 3],
         [2, 1, 6, 3],
         [2, 1, 6, 3],
@@ -137,7 +108,7 @@ for (const c of convCases) {
       try {
         const wasm = await on("wasm", run);
         for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-4, rtol: 1e-4 });
-        await gradCheckWasm("conv2d", f, [c.x, w], 21);
+        await gradCheck("conv2d", f, [c.x, w], 21);
       } finally {
         fastPaths.convPad = true;
       }
@@ -177,7 +148,7 @@ for (
       assert.ok(hasFusedGroupNorm(), "the fused kernel is registered on wasm");
       const wasm = await on("wasm", run);
       for (let i = 0; i < 4; i++) await assertClose(wasm[i], cpu[i], { atol: 2e-5, rtol: 2e-5 });
-      await gradCheckWasm(`GroupNorm ${act}`, f, shapes, 50);
+      await gradCheck(`GroupNorm ${act}`, f, shapes, 50);
     });
   }
 }
@@ -215,12 +186,14 @@ for (const act of ["none", "silu"] as const) {
     for (let i = 0; i < 5; i++) await assertClose(wasm[i], cpu[i], { atol: 2e-5, rtol: 2e-5 });
     for (let i = 0; i < 4; i++) await assertClose(wasm[i], added[i], { atol: 0, rtol: 0 }); // y, dx, dγ, dβ
     await assertClose(wasm[4], added[4], { atol: 1e-6, rtol: 1e-6 }); // dshift: sums in another order
-    await gradCheckWasm(`GroupNorm ${act} of x + shift`, f, shapes, 170);
+    await gradCheck(`GroupNorm ${act} of x + shift`, f, shapes, 170);
   });
 }
 
 // FIR resampling: the direct kernels on wasm against the pad/slice/reshape ops on cpu, at NCSN++'s [1,3,3,1]
-// and ADM's [1,1], odd sizes and the fused-down padding of 0 included.
+// and ADM's [1,1], odd sizes and the fused-down padding of 0 included. C a multiple of 4 runs the SIMD kernel
+// (lib/simd/fir.wat), checked also against the JavaScript loop (fastPaths.simd off; that loop adds in float64
+// and rounds each store, so equal to ~1 ulp); other C the loop itself.
 for (
   const c of [
     { x: [2, 6, 4, 3], filter: [1, 3, 3, 1], dir: "down" as const },
@@ -229,6 +202,12 @@ for (
     { x: [2, 4, 6, 2], filter: [1, 1], dir: "down" as const },
     { x: [2, 3, 4, 3], filter: [1, 3, 3, 1], dir: "up" as const },
     { x: [1, 2, 3, 2], filter: [1, 1], dir: "up" as const },
+    { x: [2, 6, 5, 4], filter: [1, 3, 3, 1], dir: "down" as const },
+    { x: [1, 7, 9, 8], filter: [1, 3, 3, 1], dir: "down" as const },
+    { x: [2, 8, 6, 12], filter: [1, 3, 3, 1], dir: "down" as const, pad: 0 },
+    { x: [3, 4, 6, 4], filter: [1, 1], dir: "down" as const },
+    { x: [2, 3, 5, 8], filter: [1, 3, 3, 1], dir: "up" as const },
+    { x: [1, 2, 3, 4], filter: [1, 1], dir: "up" as const },
   ]
 ) {
   Deno.test(`wasm FIR ${c.dir} ${c.filter} = cpu's ops, with gradient: x [${c.x}]${c.pad === 0 ? ", pad 0" : ""}`, async () => {
@@ -246,10 +225,35 @@ for (
     assert.ok(await tf.setBackend("wasm"));
     assert.ok(hasFusedFir(), "the FIR kernels are registered on wasm");
     const wasm = await on("wasm", run);
-    for (let i = 0; i < 2; i++) await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
-    await gradCheckWasm(`FIR ${c.dir}`, f, [c.x], 70);
+    fastPaths.simd = false;
+    const loop = await on("wasm", run).finally(() => fastPaths.simd = true);
+    for (let i = 0; i < 2; i++) {
+      await assertClose(wasm[i], cpu[i], { atol: 1e-5, rtol: 1e-5 });
+      await assertClose(wasm[i], loop[i], { atol: 1e-6, rtol: 1e-6 });
+    }
+    await gradCheck(`FIR ${c.dir}`, f, [c.x], 70);
   });
 }
+
+Deno.test("the SIMD FIR kernel runs where C is a multiple of 4 (= the JavaScript loop to 1e-6), not elsewhere", async () => {
+  assert.ok(await tf.setBackend("wasm"));
+  const taps = [0.125, 0.375, 0.375, 0.125];
+  for (const [c, applies] of [[8, true], [6, false]] as const) {
+    const hi = randn([2, 7, 5, c], 3);
+    const lo = tf.zeros([2, 3, 2, c]); // ⌊(7 + 2 − 4)/2⌋ + 1, ⌊(5 + 2 − 4)/2⌋ + 1
+    assert.equal(
+      firResampleSimd(tf.backend(), hi as never, lo as never, taps, 1, false),
+      applies,
+      `C = ${c}`,
+    );
+    if (applies) {
+      const want = new Float32Array(lo.size);
+      firResample(hi.dataSync() as Float32Array, want, hi.shape, { taps, pad: 1, size: [7, 5] }, false);
+      await assertClose(lo, want, { atol: 1e-6, rtol: 1e-6 });
+    }
+    tf.dispose([hi, lo]);
+  }
+});
 
 // Both filter-gradient forms on cpu against cpu's own Conv2DBackpropFilter: the im2col GEMM (wasm, and cpu when
 // training) and the forward-op form webgpu uses (no adapter here, so it is checked on cpu).
@@ -298,7 +302,7 @@ Deno.test("wasm Square (as x·x) = cpu's Square bit for bit, its own kernel too,
   }
   const ints = await on("wasm", () => [tf.square(tf.tensor1d([-3, 0, 7, 46341], "int32"))]);
   assert.deepEqual(Array.from(ints[0]), [9, 0, 49, 46341 * 46341 | 0]);
-  await gradCheckWasm("Square", (x) => tf.square(x), [[4, 6]], 110);
+  await gradCheck("Square", (x) => tf.square(x), [[4, 6]], 110);
 });
 
 Deno.test("sumOfSquaresOf (one kernel on wasm and cpu) = Σ of Square and Sum per tensor on cpu", async () => {
@@ -390,7 +394,7 @@ Deno.test("wasm small broadcast Add, Sub, Multiply, RealDiv (one JavaScript loop
       }
     }
   }
-  await gradCheckWasm("broadcast mul/add", (a, b) => tf.add(tf.mul(a, b), b), [[3, 1, 4], [1, 5, 4]], 190);
+  await gradCheck("broadcast mul/add", (a, b) => tf.add(tf.mul(a, b), b), [[3, 1, 4], [1, 5, 4]], 190);
 });
 
 Deno.test("wasm BatchMatMul: a row's result does not depend on the batch it is computed in (dense layer, attention entries)", async () => {
