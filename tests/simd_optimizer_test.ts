@@ -1,6 +1,7 @@
 // The SIMD optimizer kernels (lib/simd/optimizer.wat) on wasm against the JavaScript loops and TF.js ops they
-// replace (bit for bit), on single-threaded wasm here and on threaded wasm in a subprocess; and every
-// generated lib/simd/*.wasm.ts against what `deno task build:simd` makes of its .wat now.
+// replace (bit for bit), on single-threaded wasm here and on threaded wasm in a subprocess; every generated
+// lib/simd/*.wasm.ts against what `deno task build:simd` makes of its .wat now; and every SIMD kernel on
+// tensors above 2 GiB of the heap (a subprocess).
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
@@ -104,4 +105,16 @@ Deno.test("threaded wasm (shared memory): the same kernels give the same bits", 
     ema: true,
     sumsq: true,
   });
+});
+
+Deno.test("every SIMD kernel on tensors above 2 GiB of the heap (offsets past i32's sign bit) = the paths without SIMD", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("./simd_check_high_heap.ts", import.meta.url).pathname],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  assert.deepEqual(JSON.parse(text.trim().split("\n").at(-1)!), { high: true, bad: [] });
 });
