@@ -481,8 +481,9 @@ export function replaceOwnKernel(
 
 /**
  * BatchMatMul on `backend` by batchMatMulByConv, for float32; small products go to the SIMD128 kernel on wasm
- * (SIMD_MATMUL_ROW_MACS, fastPaths.simdMatMul), else to the JavaScript one (SMALL_MATMUL_ROW_MACS) on wasm and
- * the backend's own kernel elsewhere; other dtypes go to the own kernel.
+ * (at most SIMD_MATMUL_MAX_ROWS rows and SIMD_MATMUL_ROW_MACS per row, fastPaths.simdMatMul), else to the
+ * JavaScript one (SMALL_MATMUL_ROW_MACS) on wasm and the backend's own kernel elsewhere; other dtypes go to the
+ * own kernel.
  */
 function registerBatchMatMul(backend: string): void {
   replaceOwnKernel("BatchMatMul", backend, (args, own) => {
