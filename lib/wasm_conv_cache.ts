@@ -11,6 +11,7 @@
 // the backend's own kernel either way, so results are bit-identical; a copied filter costs its copy and packing
 // on every call (about 1 ms per MB here: ~1 s per forward pass of the full-size ADM, of ~16 s).
 import * as tf from "@tensorflow/tfjs";
+import type { HeapBackend } from "./simd/heap.ts";
 import { replaceOwnKernel } from "./wasm_kernels.ts";
 
 /** The budget, and what the wrapped kernels did (for tests and benchmarks). */
@@ -35,10 +36,8 @@ export function cachedFilterBytes(): number {
   return cachedBytes;
 }
 
-interface WasmBackendLike {
+interface WasmBackendLike extends HeapBackend {
   dataIdMap: { has(dataId: object): boolean };
-  makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
   disposeData(dataId: object): boolean;
 }
 

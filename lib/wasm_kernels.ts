@@ -6,7 +6,7 @@ import { groupNormBackwardSimd, groupNormForwardSimd } from "./simd/groupnorm.ts
 import { flipFilterSimd, im2colTransposedSimd, type Im2colWindows } from "./simd/layout.ts";
 import { firResampleSimd } from "./simd/fir.ts";
 import { registerDropout } from "./simd/dropout.ts";
-import { heapOffset } from "./simd/heap.ts";
+import { type HeapBackend, heapOffset } from "./simd/heap.ts";
 import { columnSumSimd } from "./simd/reduce.ts";
 import { inputGradientByGemm, inputGradientByGemmApplies, registerCol2im } from "./simd/col2im.ts";
 import { ADAM_ADAM, ADAM_ADAPTIVE, ADAM_DECAY, optimizerSimd } from "./simd/optimizer.ts";
@@ -771,12 +771,6 @@ export function registerWebgpuTrainingKernels(): void {
 // dx, dγ, dβ from them. NHWC, groups of C/G consecutive channels. The arithmetic is SIMD128
 // (lib/simd/groupnorm.wat) where C is a multiple of 4, else the JavaScript loops below (the reference the SIMD
 // kernels are tested against).
-
-/** What a kernel needs of the wasm backend: outputs on its heap and views of tensors there. */
-interface HeapBackend {
-  makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
 
 interface GroupNormAttrs {
   groups: number;

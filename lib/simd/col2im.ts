@@ -13,7 +13,7 @@
 // [1,8,8,512]→256 14.4 vs 4.4 ms; past the bound it loses: [1,32,32,256]→256 28.6 vs 30.8 ms,
 // [1,32,32,512]→256 59.9 vs 62.4 ms, [8,8,8,128]→128 4.0 vs 4.4 ms.
 import * as tf from "@tensorflow/tfjs";
-import { heapOffset, simdModule } from "./heap.ts";
+import { type HeapBackend, heapOffset, simdModule } from "./heap.ts";
 import { WASM } from "./col2im.wasm.ts";
 
 /** col2im.wat's export: heap byte offsets and sizes. */
@@ -84,10 +84,7 @@ export function registerCol2im(): void {
     kernelName: COL2IM,
     backendName: "wasm",
     kernelFunc: ({ inputs, backend: be, attrs }) => {
-      const hb = be as unknown as {
-        makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
-        typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-      };
+      const hb = be as unknown as HeapBackend;
       const { cols } = inputs as Record<string, tf.TensorInfo>;
       const a = attrs as unknown as Col2imAttrs;
       const out = hb.makeOutput([a.b, a.h, a.w, a.ci], "float32");

@@ -1,7 +1,7 @@
 // FIR resampling by 2 (lib/simd/fir.wat) on TF.js's wasm heap: lib/wasm_kernels.ts firResample with the
 // channels four at a time, in float32 (the JavaScript loop adds in float64 and rounds each store).
 import type * as tf from "@tensorflow/tfjs";
-import { heapFloats, heapOffset, simdModule, withScratch } from "./heap.ts";
+import { heapOffset, heapView, simdModule, withScratch } from "./heap.ts";
 import { WASM } from "./fir.wasm.ts";
 
 interface FirSimd {
@@ -38,7 +38,7 @@ export function firResampleSimd(
   const t = taps.length;
   if (c % 4 !== 0 || b * h * w * c * oh * ow * t === 0) return false;
   withScratch(backend, 4 * t * t, (k) => {
-    const table = heapFloats(backend, k, t * t);
+    const table = heapView(backend, Float32Array, k, t * t);
     for (let u = 0; u < t; u++) for (let v = 0; v < t; v++) table[u * t + v] = taps[u] * taps[v];
     simdModule<FirSimd>(backend, WASM).fir(
       heapOffset(backend, hi),

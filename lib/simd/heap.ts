@@ -17,8 +17,14 @@ interface Emscripten {
   _free(ptr: number): void;
 }
 
-/** What the kernels need of TF.js's wasm backend. */
-export interface WasmHeapBackend {
+/** What a kernel needs of TF.js's wasm backend: outputs on its heap and views of tensors there. */
+export interface HeapBackend {
+  makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+
+/** What the SIMD modules need of TF.js's wasm backend besides: its memory, allocator and tensor offsets. */
+interface WasmHeapBackend {
   wasm: Emscripten;
   getMemoryOffset(dataId: unknown): number;
 }
@@ -75,7 +81,15 @@ export function withScratch<T>(backend: unknown, bytes: number, f: (ptr: number)
   }
 }
 
-/** A float32 view of `n` floats at byte offset `ptr` of the heap (take it after the last allocation: growth replaces the buffer). */
-export function heapFloats(backend: unknown, ptr: number, n: number): Float32Array {
-  return new Float32Array(memoryOf(backend as WasmHeapBackend).buffer, ptr, n);
+/**
+ * A view of `n` elements of `type` at byte offset `ptr` of the heap (take it after the last allocation: growth
+ * replaces the buffer).
+ */
+export function heapView<T>(
+  backend: unknown,
+  type: new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T,
+  ptr: number,
+  n: number,
+): T {
+  return new type(memoryOf(backend as WasmHeapBackend).buffer, ptr, n);
 }
