@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/rng.ts";
+import type { AdamUpdateAttrs } from "../lib/wasm_kernels.ts";
 
 /** A standard-normal tensor of `shape` from `seed` (the same values on every backend). */
 export function randn(shape: number[], seed: number): tf.Tensor {
@@ -49,3 +50,15 @@ export async function gradCheck(
     `${name}: autodiff ${a} vs finite difference ${n}`,
   );
 }
+
+/** One rectified RAdam update with weight decay, as the optimizer kernels' attributes (the subprocess checks). */
+export const RADAM_STEP: AdamUpdateAttrs = {
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0.01,
+  stepSize: 1e-3,
+  adaptive: true,
+  adam: false,
+  sqrtBc2: 0.3,
+};

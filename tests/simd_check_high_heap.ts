@@ -14,6 +14,7 @@ import {
 import { firDownsample } from "../lib/nn/layers.ts";
 import { dropoutMask } from "../lib/nn/dropout.ts";
 import { heapOffset } from "../lib/simd/heap.ts";
+import { RADAM_STEP } from "./backend_helpers.ts";
 await initBackend({ backend: "wasm", quiet: true });
 const filler = tf.zeros([600 * 1024 * 1024]); // 2.4 GB
 const be = tf.backend();
@@ -47,17 +48,7 @@ const cases: [string, () => tf.Tensor[]][] = [
   }],
   ["fir", () => [firDownsample(x, [1, 3, 3, 1])]],
   ["sum", () => [tf.sum(x, [0, 1, 2])]],
-  ["adam", () =>
-    fusedAdamUpdate(x, tf.mul(x, 0.5), tf.square(x), tf.mul(x, -1), {
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0.01,
-      stepSize: 1e-3,
-      adaptive: true,
-      adam: false,
-      sqrtBc2: 0.3,
-    })],
+  ["adam", () => fusedAdamUpdate(x, tf.mul(x, 0.5), tf.square(x), tf.mul(x, -1), RADAM_STEP)],
   ["ema/sumsq", () => [emaOf(x, tf.mul(x, 2), 0.9), sumOfSquaresOf([x, w])]],
   [
     "matmul",

@@ -4,22 +4,13 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
 import { adamUpdate, emaOf, fusedAdamUpdate, sumOfSquares, sumOfSquaresOf } from "../lib/wasm_kernels.ts";
 import { wasmThreads } from "../lib/wasm_threads.ts";
-import { randn } from "./backend_helpers.ts";
+import { RADAM_STEP, randn } from "./backend_helpers.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
 const n = 1027;
 const [p, m, v, g] = [1, 2, 3, 4].map((s) => randn([n], s));
 const vPos = tf.abs(v);
-const attrs = {
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  weightDecay: 0.01,
-  stepSize: 1e-3,
-  adaptive: true,
-  adam: false,
-  sqrtBc2: 0.3,
-};
+const attrs = RADAM_STEP;
 const outs = fusedAdamUpdate(p, m, vPos, g, attrs);
 const got = outs.map((t) => t.dataSync() as Float32Array);
 const want = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
